@@ -1,0 +1,357 @@
+"""Decoder graph builder: an architecture (+ optional GGUF weights) -> one ONNX decoder graph on ORT CPU contrib ops.
+
+With weights it is the graph we serve; without (`weights=None`) the same code emits a shape-only graph — initializers
+carry dims and dtype but no data — which the wafer simulator partitions for models far too big to hold here.
+
+Graph I/O (the common decoder convention, with GroupQueryAttention's shared past/present buffer):
+    input_ids int64 [1, S]              seqlens_k int32 [1] (= total length - 1)     total_sequence_length int32 []
+    last_logits int64 [1]               (logits are produced for the last N positions only)
+    past_key_values.{i}.key/value f32 [1, n_kv, max_ctx, head_dim]  -> present.{i}.key/value (the same buffer)
+    -> logits f32 [1, N, vocab]
+
+GGUF tensor names (gguf-py tensor_mapping.py) and what they become here:
+    token_embd.weight        /model/embed_tokens     GatherBlockQuantized (quantized) or Gather (float)
+    blk.{i}.attn_norm        /model/layers.{i}/attn  input RMSNorm
+    blk.{i}.attn_q/k/v       /model/layers.{i}/attn/qkv   one fused MatMulNBits when the three share a format
+    blk.{i}.attn_output      /model/layers.{i}/attn/o_proj
+    blk.{i}.ffn_norm         /model/layers.{i}/mlp   post-attention RMSNorm
+    blk.{i}.ffn_gate/up      /model/layers.{i}/mlp/gate_up  fused
+    blk.{i}.ffn_down         /model/layers.{i}/mlp/down_proj
+    output_norm.weight       /model/norm
+    output.weight            /lm_head  (token_embd.weight when the embeddings are tied)
+    rope_freqs.weight        per-dimension frequency divisors (Llama 3.1 rope scaling)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from . import quant
+from .errors import GGUFError
+
+OPSET = 21
+MS_DOMAIN = "com.microsoft"
+# MatMulNBits accuracy_level 4 = int8 activations: the fast decode path on CPU (measured: ~15x faster than float
+# zero points); llama.cpp quantizes activations to 8 bits the same way.
+ACCURACY_LEVEL = 4
+MAX_ROPE_POSITIONS = 16384  # cos/sin cache rows; longer contexts are refused by the engine
+
+
+class ArchSpec(msgspec.Struct, kw_only=True):
+    """The shape of a decoder: enough to build its graph with or without weights."""
+
+    name: str
+    architecture: str = "llama"
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int = 0  # 0: d_model // n_heads
+    d_ff: int
+    vocab_size: int
+    rope_theta: float = 10000.0
+    rms_eps: float = 1e-5
+    qkv_bias: bool = False
+    tied_embeddings: bool = False
+    context_length: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.head_dim == 0:
+            self.head_dim = self.d_model // self.n_heads
+
+
+@dataclass
+class Weights:
+    """Weight tensors by GGUF name (an adapter: a GGUF today, any source with the same face tomorrow)."""
+
+    tensors: dict  # name -> gguf_source.Tensor
+    rope_interleaved: bool
+
+    def get(self, name: str):
+        return self.tensors.get(name)
+
+    def vector(self, name: str) -> np.ndarray | None:
+        t = self.tensors.get(name)
+        return None if t is None else quant.to_float(t.raw, t.qtype, 1, t.rows * t.cols).reshape(-1)
+
+
+@dataclass
+class _Graph:
+    nodes: list = field(default_factory=list)
+    inits: dict = field(default_factory=dict)
+    shape_only: bool = False
+
+    def init(self, name: str, array: np.ndarray | None, dims=None, dtype=TensorProto.FLOAT) -> str:
+        if name in self.inits:
+            return name
+        if array is not None:
+            self.inits[name] = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        else:  # shape-only: dims and dtype, no bytes
+            t = TensorProto(name=name, data_type=dtype, dims=list(dims))
+            t.data_location = TensorProto.EXTERNAL
+            t.external_data.add(key="location", value="shape-only")
+            self.inits[name] = t
+        return name
+
+    def node(self, op: str, inputs: list[str], name: str, outputs: list[str] | int = 1, domain: str = "", **attrs):
+        if isinstance(outputs, int):
+            outputs = [f"{name}/output_{k}" for k in range(outputs)]
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain or None, **attrs))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+class _Linear:
+    """One [K -> N] projection part: quantized codes, float rows, or shape only (bf16 dims for the simulator)."""
+
+    def __init__(self, tensor, rows: int, cols: int):
+        self.rows, self.cols = rows, cols
+        self.codes = self.floats = None
+        if tensor is None:
+            return
+        if tensor.qtype in quant.FLOAT_TYPES or tensor.qtype.name == "BF16":
+            self.floats = quant.to_float(tensor.raw, tensor.qtype, rows, cols)
+        else:
+            self.codes = quant.decompose(tensor.raw, tensor.qtype, rows, cols)
+
+    @property
+    def fmt(self) -> tuple:
+        if self.codes is not None:
+            return ("nbits", self.codes.bits, self.codes.block_size)
+        return ("float",) if self.floats is not None else ("shape",)
+
+
+class DecoderBuilder:
+    def __init__(self, spec: ArchSpec, weights: Weights | None = None, lossy: list[str] | None = None):
+        self.spec, self.w = spec, weights
+        self.g = _Graph(shape_only=weights is None)
+        self.rope_interleaved = weights.rope_interleaved if weights else True
+        self._blocksum_cache: dict[tuple[str, int, int], str] = {}
+
+    # ---------------------------------------------------------------- weights
+    def _tensor(self, name: str, required: bool = True):
+        if self.w is None:
+            return None
+        t = self.w.get(name)
+        if t is None and required:
+            raise GGUFError(f"tensor '{name}' is missing")
+        return t
+
+    def _vector(self, name: str, size: int) -> np.ndarray | None:
+        if self.w is None:
+            return None
+        v = self.w.vector(name)
+        if v is None:
+            raise GGUFError(f"tensor '{name}' is missing")
+        if v.size != size:
+            raise GGUFError(f"tensor '{name}' has {v.size} values, expected {size}")
+        return v.astype(np.float32)
+
+    def _vec_init(self, name: str, gguf_name: str, size: int) -> str:
+        return self.g.init(name, self._vector(gguf_name, size), dims=[size])
+
+    # ---------------------------------------------------------------- linear layers
+    def _blocksum(self, x: str, k: int, block: int, scope: str) -> str:
+        """Sum of x over each block of `block` inputs: [.., K] -> [.., K/block], as one MatMul with a 0/1 matrix."""
+        key = (x, k, block)
+        if key not in self._blocksum_cache:
+            ind = np.kron(np.eye(k // block, dtype=np.float32), np.ones((block, 1), np.float32))  # [K, K/block]
+            s = self.g.init(f"blocksum.{k}.{block}", ind)
+            self._blocksum_cache[key] = self.g.node("MatMul", [x, s], f"{scope}/blocksum/MatMul")
+        return self._blocksum_cache[key]
+
+    def linear(self, x: str, scope: str, wname: str, parts: list[tuple[str, int]], k: int, bias_names=None) -> str:
+        """x [.., K] @ W^T for W = concat(parts) along N; fuses parts that share a kernel format.
+
+            x ──► MatMulNBits(codes, scales) ─────────────► Add ──► (+ bias) ──► y
+            └──► MatMul(blocksum 0/1) ──► MatMul(correction) ─┘      only for types with a per-block offset
+        """
+        lins = [_Linear(self._tensor(n), rows, k) for n, rows in parts]
+        bias = None
+        if bias_names:
+            bias = None if self.w is None else np.concatenate([self._vector(b, r) for b, (_, r) in zip(bias_names, parts)])
+        fmts = {lin.fmt for lin in lins}
+        if len(fmts) > 1:  # e.g. Q4_K_M keeps attn_v at Q6_K: project separately, then concatenate
+            outs = [
+                self.linear(x, f"{scope}.{j}", f"{wname}.{j}", [parts[j]], k, [bias_names[j]] if bias_names else None)
+                for j in range(len(parts))
+            ]
+            return self.g.node("Concat", outs, f"{scope}/Concat", axis=-1)
+        n = sum(r for _, r in parts)
+        fmt = fmts.pop()
+        if fmt[0] == "shape":
+            w = self.g.init(f"{wname}.weight", None, dims=[k, n], dtype=TensorProto.BFLOAT16)
+            y = self.g.node("MatMul", [x, w], f"{scope}/MatMul")
+        elif fmt[0] == "float":
+            w = self.g.init(f"{wname}.weight", np.concatenate([lin.floats for lin in lins]).T)
+            y = self.g.node("MatMul", [x, w], f"{scope}/MatMul")
+        else:
+            _, bits, block = fmt
+            blob = np.concatenate([quant.kernel_blob(lin.codes) for lin in lins])
+            scales = np.concatenate([lin.codes.scale for lin in lins])
+            b = self.g.init(f"{wname}.qweight", blob)
+            s = self.g.init(f"{wname}.scales", scales.reshape(-1))
+            y = self.g.node(
+                "MatMulNBits", [x, b, s], f"{scope}/MatMulNBits", domain=MS_DOMAIN,
+                K=k, N=n, bits=bits, block_size=block, accuracy_level=ACCURACY_LEVEL,
+            )
+            corr = np.concatenate([lin.codes.correction() for lin in lins])  # [N, K/block]
+            if corr.any():
+                c = self.g.init(f"{wname}.correction", np.ascontiguousarray(corr.T))  # [K/block, N]
+                bsum = self._blocksum(x, k, block, scope)
+                cy = self.g.node("MatMul", [bsum, c], f"{scope}/correction/MatMul")
+                y = self.g.node("Add", [y, cy], f"{scope}/correction/Add")
+        if bias_names:
+            bn = self.g.init(f"{wname}.bias", bias, dims=[n])
+            y = self.g.node("Add", [y, bn], f"{scope}/bias/Add")
+        return y
+
+    # ---------------------------------------------------------------- blocks
+    def embedding(self, ids: str) -> str:
+        """ids [1,S] -> hidden [1,S,D].
+
+            GatherBlockQuantized(codes, scales) ──► Add ──► hidden        (Add only when the type has per-block offsets)
+            Gather(correction) ──► Unsqueeze ──► Expand over block ─┘
+        """
+        s, scope = self.spec, "/model/embed_tokens"
+        lin = _Linear(self._tensor("token_embd.weight"), s.vocab_size, s.d_model)
+        if lin.fmt[0] == "shape":
+            w = self.g.init("embed_tokens.weight", None, dims=[s.vocab_size, s.d_model], dtype=TensorProto.BFLOAT16)
+            return self.g.node("Gather", [w, ids], f"{scope}/Gather")
+        if lin.fmt[0] == "float":
+            return self.g.node("Gather", [self.g.init("embed_tokens.weight", lin.floats), ids], f"{scope}/Gather")
+        codes = lin.codes
+        blob = quant.kernel_blob(codes).reshape(s.vocab_size, -1)
+        data = self.g.init("embed_tokens.qweight", blob)
+        scales = self.g.init("embed_tokens.scales", codes.scale)
+        h = self.g.node(
+            "GatherBlockQuantized", [data, ids, scales], f"{scope}/GatherBlockQuantized", domain=MS_DOMAIN,
+            gather_axis=0, quantize_axis=1, block_size=codes.block_size, bits=codes.bits,
+        )
+        corr = codes.correction()
+        if corr.any():
+            c = self.g.node("Gather", [self.g.init("embed_tokens.correction", corr), ids], f"{scope}/correction/Gather")
+            nb = s.d_model // codes.block_size
+            c4 = self.g.node("Unsqueeze", [c, self.g.init("axes.-1", np.array([-1], np.int64))], f"{scope}/correction/Unsqueeze")
+            shp = self.g.init(f"shape.blocks.{nb}.{codes.block_size}", np.array([1, 1, nb, codes.block_size], np.int64))
+            c4 = self.g.node("Expand", [c4, shp], f"{scope}/correction/Expand")
+            flat = self.g.init(f"shape.hidden.{s.d_model}", np.array([0, 0, s.d_model], np.int64))
+            c3 = self.g.node("Reshape", [c4, flat], f"{scope}/correction/Reshape")
+            h = self.g.node("Add", [h, c3], f"{scope}/correction/Add")
+        return h
+
+    def rope_cache(self) -> tuple[str, str]:
+        """cos/sin [positions, head_dim/2] for GroupQueryAttention's rotary (Llama 3.1 divisors when present)."""
+        s = self.spec
+        half = s.head_dim // 2
+        positions = min(s.context_length, MAX_ROPE_POSITIONS)
+        if self.g.shape_only:
+            return (self.g.init("rope.cos", None, dims=[positions, half]), self.g.init("rope.sin", None, dims=[positions, half]))
+        inv_freq = 1.0 / (s.rope_theta ** (np.arange(0, half, dtype=np.float64) * 2.0 / s.head_dim))
+        factors = self.w.vector("rope_freqs.weight")
+        if factors is not None:
+            inv_freq = inv_freq / factors[:half]
+        angles = np.outer(np.arange(positions, dtype=np.float64), inv_freq)
+        return (self.g.init("rope.cos", np.cos(angles).astype(np.float32)), self.g.init("rope.sin", np.sin(angles).astype(np.float32)))
+
+    def attention(self, i: int, x: str, cos: str, sin: str) -> str:
+        """normed hidden [1,S,D] -> attention output [1,S,D].
+
+            x ──► qkv (fused) ──► GroupQueryAttention(rotary, shared KV buffer) ──► o_proj
+        """
+        s = self.spec
+        scope, w = f"/model/layers.{i}/attn", f"model.layers.{i}.attn"
+        q_rows, kv_rows = s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim
+        parts = [(f"blk.{i}.attn_q.weight", q_rows), (f"blk.{i}.attn_k.weight", kv_rows), (f"blk.{i}.attn_v.weight", kv_rows)]
+        biases = [f"blk.{i}.attn_{p}.bias" for p in "qkv"] if s.qkv_bias else None
+        qkv = self.linear(x, f"{scope}/qkv", f"{w}.qkv", parts, s.d_model, biases)
+        attn = self.g.node(
+            "GroupQueryAttention",
+            [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", "seqlens_k", "total_sequence_length", cos, sin],
+            f"{scope}/GroupQueryAttention",
+            outputs=[f"{scope}/GroupQueryAttention/output_0", f"present.{i}.key", f"present.{i}.value"],
+            domain=MS_DOMAIN,
+            num_heads=s.n_heads, kv_num_heads=s.n_kv_heads, do_rotary=1, rotary_interleaved=int(self.rope_interleaved),
+            scale=float(1.0 / np.sqrt(s.head_dim)),
+        )[0]
+        return self.linear(attn, f"{scope}/o_proj", f"{w}.o_proj", [(f"blk.{i}.attn_output.weight", s.d_model)], q_rows)
+
+    def mlp(self, i: int, x: str) -> str:
+        """normed hidden -> SwiGLU MLP output.
+
+            x ──► gate_up (fused) ──► Split ──► gate ──► Sigmoid ──► Mul(gate) ──► Mul(up) ──► down_proj
+        """
+        s = self.spec
+        scope, w = f"/model/layers.{i}/mlp", f"model.layers.{i}.mlp"
+        gu = self.linear(x, f"{scope}/gate_up", f"{w}.gate_up", [(f"blk.{i}.ffn_gate.weight", s.d_ff), (f"blk.{i}.ffn_up.weight", s.d_ff)], s.d_model)
+        split = self.g.init(f"split.{s.d_ff}", np.array([s.d_ff, s.d_ff], np.int64))
+        gate, up = self.g.node("Split", [gu, split], f"{scope}/Split", outputs=2, axis=-1)
+        sig = self.g.node("Sigmoid", [gate], f"{scope}/act/Sigmoid")
+        silu = self.g.node("Mul", [gate, sig], f"{scope}/act/Mul")
+        h = self.g.node("Mul", [silu, up], f"{scope}/act/Mul_up")
+        return self.linear(h, f"{scope}/down_proj", f"{w}.down_proj", [(f"blk.{i}.ffn_down.weight", s.d_model)], s.d_ff)
+
+    def _norm(self, x: str, skip: str | None, scope: str, wname: str, gguf_name: str) -> tuple[str, str]:
+        """RMSNorm of (x + skip): returns (normed, x + skip). The first one has no skip input."""
+        s = self.spec
+        gamma = self._vec_init(wname, gguf_name, s.d_model)
+        if skip is None:
+            return self.g.node("SimplifiedLayerNormalization", [x, gamma], f"{scope}/SimplifiedLayerNormalization", axis=-1, epsilon=s.rms_eps), x
+        out = self.g.node(
+            "SkipSimplifiedLayerNormalization", [x, skip, gamma], f"{scope}/SkipSimplifiedLayerNormalization",
+            outputs=[f"{scope}/normed", "", "", f"{scope}/residual"], domain=MS_DOMAIN, epsilon=s.rms_eps,
+        )
+        return out[0], out[3]
+
+    # ---------------------------------------------------------------- graph
+    def build(self) -> onnx.ModelProto:
+        s = self.spec
+        hidden = self.embedding("input_ids")
+        cos, sin = self.rope_cache()
+        pending, residual = hidden, None  # pending: the block output not yet added to the residual stream
+        for i in range(s.n_layers):
+            normed, residual = self._norm(pending, residual, f"/model/layers.{i}/attn/input_norm", f"model.layers.{i}.input_norm.weight", f"blk.{i}.attn_norm.weight")
+            pending = self.attention(i, normed, cos, sin)
+            normed, residual = self._norm(pending, residual, f"/model/layers.{i}/mlp/post_attn_norm", f"model.layers.{i}.post_attn_norm.weight", f"blk.{i}.ffn_norm.weight")
+            pending = self.mlp(i, normed)
+        normed, _ = self._norm(pending, residual, "/model/norm", "model.norm.weight", "output_norm.weight")
+        # keep only the last N positions before the head: a long prompt must not pay vocab-sized logits per token
+        start = self.g.node("Neg", ["last_logits"], "/lm_head/keep/Neg")
+        ends = self.g.init("int64.max", np.array([np.iinfo(np.int64).max], np.int64))
+        axis1 = self.g.init("axes.1", np.array([1], np.int64))
+        kept = self.g.node("Slice", [normed, start, ends, axis1], "/lm_head/keep/Slice")
+        head = "token_embd.weight" if (s.tied_embeddings or (self.w is not None and self.w.get("output.weight") is None)) else "output.weight"
+        logits = self.linear(kept, "/lm_head", "lm_head", [(head, s.vocab_size)], s.d_model)
+        self.g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="/lm_head/output"))
+        return self._model()
+
+    def _model(self) -> onnx.ModelProto:
+        s = self.spec
+        kv = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, s.n_kv_heads, "max_ctx", s.head_dim])  # noqa: E731
+        inputs = [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "S"]),
+            helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
+            helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
+            helper.make_tensor_value_info("last_logits", TensorProto.INT64, [1]),
+        ]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "N", s.vocab_size])]
+        for i in range(s.n_layers):
+            inputs += [kv(f"past_key_values.{i}.key"), kv(f"past_key_values.{i}.value")]
+            outputs += [kv(f"present.{i}.key"), kv(f"present.{i}.value")]
+        graph = helper.make_graph(self.g.nodes, f"waferline-{s.name}", inputs, outputs, list(self.g.inits.values()))
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)], producer_name="waferline"
+        )
+        model.ir_version = 10
+        meta = model.metadata_props.add()
+        meta.key, meta.value = "arch_spec", msgspec.json.encode(s).decode()
+        return model
+
+
+def build_graph(spec: ArchSpec, weights: Weights | None = None) -> onnx.ModelProto:
+    """The decoder graph for `spec`; shape-only (no initializer data) when `weights` is None."""
+    return DecoderBuilder(spec, weights).build()

@@ -1,0 +1,98 @@
+"""A model bundle: the directory everything that serves or simulates reads.
+
+    model.onnx (+ model.onnx.data)   the decoder graph, weights as external data
+    tokenizer.json                   HF `tokenizers` file built from the GGUF vocabulary
+    bundle.json                      BundleMeta below
+
+Nothing reads a GGUF at serve time; a bundle is complete only once bundle.json exists (written last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from tokenizers import Tokenizer
+
+from .errors import ModelError
+
+BUNDLE_FORMAT = 1
+
+
+class BundleMeta(msgspec.Struct, kw_only=True):
+    """Architecture, special tokens and provenance of a converted model."""
+
+    architecture: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_ff: int
+    vocab_size: int
+    rope_theta: float
+    rms_eps: float
+    context_length: int
+    bos_id: int | None = None
+    add_bos: bool = False
+    eos_ids: list[int] = []
+    fim_prefix_id: int | None = None
+    fim_suffix_id: int | None = None
+    fim_middle_id: int | None = None
+    fim_pad_id: int | None = None
+    file_sep_id: int | None = None
+    repo_name_id: int | None = None
+    tied_embeddings: bool = False
+    qkv_bias: bool = False
+    name: str = ""
+    source_file: str = ""
+    source_sha256: str = ""
+    quant: dict[str, str] = {}
+    lossy: list[str] = []
+    max_context: int = 2048
+    format: int = BUNDLE_FORMAT
+
+    @property
+    def has_fim(self) -> bool:
+        return None not in (self.fim_prefix_id, self.fim_suffix_id, self.fim_middle_id)
+
+
+@dataclass
+class Bundle:
+    path: Path
+    meta: BundleMeta
+    tokenizer: Tokenizer
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.onnx"
+
+
+def write_meta(path: Path, meta: BundleMeta) -> None:
+    (path / "bundle.json").write_bytes(msgspec.json.format(msgspec.json.encode(meta), indent=2))
+
+
+def read_meta(path: Path) -> BundleMeta:
+    meta_file = Path(path) / "bundle.json"
+    if not meta_file.is_file():
+        raise ModelError(f"{path} is not a model bundle (no bundle.json); convert a GGUF with `waferline model convert`")
+    try:
+        return msgspec.json.decode(meta_file.read_bytes(), type=BundleMeta)
+    except msgspec.DecodeError as exc:
+        raise ModelError(f"{meta_file} is broken: {exc}") from None
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle's metadata and tokenizer; the ONNX session is the engine's business."""
+    path = Path(path)
+    meta = read_meta(path)
+    for name in ("model.onnx", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise ModelError(f"model bundle {path} is incomplete: {name} is missing")
+    try:
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        tokenizer.encode_special_tokens = True  # "<|endoftext|>" typed in a document is text, not a control token
+    except Exception as exc:  # tokenizers raises plain Exception subclasses
+        raise ModelError(f"{path / 'tokenizer.json'} is broken: {exc}") from None
+    return Bundle(path=path, meta=meta, tokenizer=tokenizer)

@@ -1,0 +1,120 @@
+"""GGUF -> bundle directory (model.onnx + external data, tokenizer.json, bundle.json), written atomically.
+
+Everything is written into a temporary sibling directory and renamed into place at the end, so an interrupted
+conversion leaves nothing that is later taken for a whole bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+from tqdm import tqdm
+
+from .builder import ArchSpec, Weights, build_graph
+from .bundle import BundleMeta, write_meta
+from .errors import GGUFError
+from .gguf_source import GGUFModel, read_gguf, sha256_file
+from .tokenizer_build import special_ids, tokenizer_json
+
+
+def arch_spec(m: GGUFModel) -> ArchSpec:
+    d_model = int(m.require("embedding_length"))
+    n_heads = int(m.require("attention.head_count"))
+    tokens = m.fields["tokenizer.ggml.tokens"]
+    embd = m.tensor("token_embd.weight")
+    return ArchSpec(
+        name=str(m.fields.get("general.name") or m.path.stem),
+        architecture=m.arch,
+        n_layers=int(m.require("block_count")),
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=int(m.key("attention.head_count_kv", n_heads)),
+        head_dim=int(m.key("attention.key_length", d_model // n_heads)),
+        d_ff=int(m.require("feed_forward_length")),
+        vocab_size=int(m.key("vocab_size", embd.rows if embd.rows > 1 else len(tokens))),
+        rope_theta=float(m.key("rope.freq_base", 10000.0)),
+        rms_eps=float(m.key("attention.layer_norm_rms_epsilon", 1e-5)),
+        qkv_bias=m.rules.qkv_bias and "blk.0.attn_q.bias" in m.tensors,
+        tied_embeddings="output.weight" not in m.tensors,
+        context_length=int(m.key("context_length", 4096)),
+    )
+
+
+def _check_shapes(m: GGUFModel, spec: ArchSpec) -> None:
+    """Fail before building on a GGUF whose tensors disagree with its own metadata."""
+    embd = m.tensor("token_embd.weight")
+    if (embd.rows, embd.cols) != (spec.vocab_size, spec.d_model):
+        raise GGUFError(f"{m.path.name}: token_embd.weight is {embd.rows}x{embd.cols}, metadata says {spec.vocab_size}x{spec.d_model}")
+    for i in range(spec.n_layers):
+        m.tensor(f"blk.{i}.attn_q.weight")
+    if len(m.fields["tokenizer.ggml.tokens"]) != spec.vocab_size:
+        raise GGUFError(f"{m.path.name}: tokenizer has {len(m.fields['tokenizer.ggml.tokens'])} tokens, model vocab is {spec.vocab_size}")
+
+
+def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str) -> BundleMeta:
+    f = m.fields
+    eos = [int(f["tokenizer.ggml.eos_token_id"])] if f.get("tokenizer.ggml.eos_token_id") is not None else []
+    if f.get("tokenizer.ggml.eot_token_id") is not None and int(f["tokenizer.ggml.eot_token_id"]) not in eos:
+        eos.append(int(f["tokenizer.ggml.eot_token_id"]))
+    quant = sorted({t.qtype.name for t in m.tensors.values()})
+    return BundleMeta(
+        architecture=spec.architecture,
+        n_layers=spec.n_layers,
+        d_model=spec.d_model,
+        n_heads=spec.n_heads,
+        n_kv_heads=spec.n_kv_heads,
+        head_dim=spec.head_dim,
+        d_ff=spec.d_ff,
+        vocab_size=spec.vocab_size,
+        rope_theta=spec.rope_theta,
+        rms_eps=spec.rms_eps,
+        context_length=spec.context_length,
+        bos_id=int(f["tokenizer.ggml.bos_token_id"]) if f.get("tokenizer.ggml.bos_token_id") is not None else None,
+        add_bos=bool(f.get("tokenizer.ggml.add_bos_token", False)),
+        eos_ids=eos,
+        tied_embeddings=spec.tied_embeddings,
+        qkv_bias=spec.qkv_bias,
+        name=spec.name,
+        source_file=m.path.name,
+        source_sha256=sha256,
+        quant={"types": ",".join(quant)},
+        lossy=[],  # every supported type maps exactly (runtime/quant.py); activations are int8 per block, as llama.cpp's
+        **special_ids(f),
+    )
+
+
+def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
+    """Convert a GGUF into a bundle at out_dir (replacing any bundle there). Returns out_dir."""
+    out_dir = Path(out_dir)
+    steps = tqdm(total=5, desc=f"convert {Path(gguf_path).name}", disable=not progress, unit="step")
+    m = read_gguf(gguf_path)
+    spec = arch_spec(m)
+    _check_shapes(m, spec)
+    tok = tokenizer_json(m.fields, m.path.name)
+    steps.update()
+    sha = sha256_file(m.path)
+    steps.update()
+    model = build_graph(spec, Weights(m.tensors, m.rules.rope_interleaved))
+    steps.update()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        onnx.save_model(model, tmp / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="model.onnx.data", size_threshold=1024)
+        steps.update()
+        (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
+        write_meta(tmp, bundle_meta(m, spec, sha))  # bundle.json last: its presence marks a complete bundle
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    steps.update()
+    steps.close()
+    return out_dir

@@ -1,0 +1,300 @@
+"""The decoder on ONNX Runtime: a preallocated KV cache it owns, prefill / step / truncate, and the decode loop.
+
+Speed comes from doing nothing per token that is not the model: the KV cache is one buffer per layer that
+GroupQueryAttention reads and writes in place (bound as both past and present, so a step copies no cache), and the
+single-token step reuses one IO binding whose input arrays are updated in place.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import msgspec
+import numpy as np
+import onnxruntime as ort
+
+from .bundle import Bundle
+from .errors import ModelError, WaferlineError
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
+class Decoder:
+    """One sequence's decoder state: ONNX session, KV cache, and the token ids whose K/V the cache holds."""
+
+    def __init__(self, bundle: Bundle, threads: int = 2, max_context: int = 2048):
+        meta = bundle.meta
+        self.bundle, self.meta = bundle, meta
+        self.max_context = min(max_context, meta.context_length, 16384)
+        try:
+            self.session = ort.InferenceSession(str(bundle.model_path), session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises a zoo of types for a damaged file
+            raise ModelError(f"cannot load {bundle.model_path}: {str(exc).splitlines()[0][:300]}") from None
+        kv_shape = (1, meta.n_kv_heads, self.max_context, meta.head_dim)  # [B, H_kv, T_max, D]
+        self._kv = [ort.OrtValue.ortvalue_from_numpy(np.zeros(kv_shape, np.float32)) for _ in range(2 * meta.n_layers)]
+        self.tokens: list[int] = []
+        # single-token step: arrays updated in place, bound once
+        self._step_ids = np.zeros((1, 1), np.int64)
+        self._step_seqlens = np.zeros((1,), np.int32)
+        self._step_total = np.zeros((), np.int32)
+        self._step_logits = np.zeros((1, 1, meta.vocab_size), np.float32)
+        self._step_binding = self._bind(self._step_ids, self._step_seqlens, self._step_total, np.ones(1, np.int64), self._step_logits)
+
+    def _bind(self, ids, seqlens, total, last, logits) -> ort.IOBinding:
+        b = self.session.io_binding()
+        b.bind_cpu_input("input_ids", ids)
+        b.bind_cpu_input("seqlens_k", seqlens)
+        b.bind_cpu_input("total_sequence_length", total)
+        b.bind_cpu_input("last_logits", last)
+        b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        for i in range(self.meta.n_layers):
+            for j, kv in enumerate(("key", "value")):
+                buf = self._kv[2 * i + j]
+                b.bind_ortvalue_input(f"past_key_values.{i}.{kv}", buf)
+                b.bind_ortvalue_output(f"present.{i}.{kv}", buf)
+        return b
+
+    # ------------------------------------------------------------------ cache control
+    def truncate(self, n: int) -> None:
+        """Forget all but the first n cached tokens (their K/V stay valid; later slots get overwritten)."""
+        del self.tokens[max(0, n):]
+
+    def reset(self) -> None:
+        self.tokens.clear()
+
+    def common_prefix(self, ids: Sequence[int]) -> int:
+        n = 0
+        for a, b in zip(self.tokens, ids):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    # ------------------------------------------------------------------ evaluation
+    def _run(self, ids: Sequence[int], n_logits: int) -> np.ndarray:
+        """Append ids to the cache; logits [n_logits, vocab] for the last n_logits of them."""
+        past = len(self.tokens)
+        total = past + len(ids)
+        if total > self.max_context:
+            raise WaferlineError(f"context of {total} tokens exceeds this decoder's {self.max_context}")
+        if len(ids) == 1 and n_logits == 1:
+            self._step_ids[0, 0] = ids[0]
+            self._step_seqlens[0] = total - 1
+            self._step_total[()] = total
+            self.session.run_with_iobinding(self._step_binding)
+            self.tokens.append(int(ids[0]))
+            return self._step_logits[0]
+        logits = np.empty((1, n_logits, self.meta.vocab_size), np.float32)
+        binding = self._bind(
+            np.asarray([ids], np.int64), np.array([total - 1], np.int32), np.array(total, np.int32),
+            np.array([n_logits], np.int64), logits,
+        )
+        self.session.run_with_iobinding(binding)
+        self.tokens.extend(int(t) for t in ids)
+        return logits[0]
+
+    def prefill(self, ids: Sequence[int], chunk: int = 512) -> np.ndarray:
+        """Make the cache hold exactly `ids`, reusing the longest common prefix; logits [vocab] of the last id."""
+        if not ids:
+            raise WaferlineError("cannot prefill an empty prompt")
+        keep = min(self.common_prefix(ids), len(ids) - 1)  # the last id is always evaluated: we need its logits
+        self.truncate(keep)
+        rest = list(ids[keep:])
+        for start in range(0, len(rest), chunk):
+            logits = self._run(rest[start : start + chunk], 1)
+        return logits[-1]
+
+    def step(self, token_id: int) -> np.ndarray:
+        """Feed one token; logits [vocab] for the next."""
+        return self._run([token_id], 1)[0]
+
+    def verify(self, ids: Sequence[int]) -> np.ndarray:
+        """Feed several tokens at once; logits [len(ids), vocab] after each (speculative verification)."""
+        return self._run(list(ids), len(ids))
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+class GenerateOptions(msgspec.Struct, kw_only=True):
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop_token_ids: list[int] = []
+    stop_strings: list[str] = []
+    speculate: bool = True
+    draft_tokens: int = 8
+    ngram: int = 3
+
+
+class GenerateResult(msgspec.Struct, kw_only=True):
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    reused_tokens: int
+    prompt_s: float
+    decode_s: float
+    prompt_tokens_per_s: float
+    decode_tokens_per_s: float
+    stop_reason: str  # "eos" | "stop" | "max_tokens" | "cancelled"
+    drafted: int = 0
+    accepted: int = 0
+
+
+def choose(logits: np.ndarray, opts: GenerateOptions, rng: np.random.Generator) -> int:
+    """Greedy, or temperature + top-p (nucleus) sampling."""
+    if opts.temperature <= 0.0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / opts.temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if opts.top_p < 1.0:
+        order = np.argsort(-p)
+        cut = int(np.searchsorted(np.cumsum(p[order]), opts.top_p)) + 1
+        keep = order[:cut]
+        p = np.zeros_like(p)
+        p[keep] = 1.0
+        p *= np.exp(z - z.max())
+        p /= p.sum()
+    return int(rng.choice(p.size, p=p))
+
+
+def lookup_draft(history: Sequence[int], source: Sequence[int], ngram: int, k: int) -> list[int]:
+    """Prompt-lookup drafting: find the latest earlier occurrence of history's last n-gram (n = ngram..1) in source
+    (or in history itself) and propose the k tokens that followed it."""
+    for n in range(min(ngram, len(history)), 0, -1):
+        tail = list(history[-n:])
+        for seq, limit in ((history, len(history) - n), (source, len(source))):
+            # search right to left: the nearest repetition is the likeliest continuation
+            for start in range(limit - n, -1, -1):
+                if seq[start] == tail[0] and list(seq[start : start + n]) == tail:
+                    follow = list(seq[start + n : start + n + k])
+                    if follow:
+                        return follow
+    return []
+
+
+class _TextStream:
+    """Incremental detokenization that never emits half a UTF-8 character."""
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None] | None):
+        self.tokenizer, self.on_text, self.sent = tokenizer, on_text, 0
+        self.text = ""
+
+    def update(self, ids: list[int]) -> str:
+        self.text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        if self.on_text is not None and not self.text.endswith("\ufffd") and len(self.text) > self.sent:
+            self.on_text(self.text[self.sent :])
+            self.sent = len(self.text)
+        return self.text
+
+
+def generate(
+    decoder: Decoder,
+    prompt_ids: Sequence[int],
+    opts: GenerateOptions | None = None,
+    cancel: threading.Event | None = None,
+    on_text: Callable[[str], None] | None = None,
+    lookup_ids: Sequence[int] | None = None,
+) -> GenerateResult:
+    """Prefill (reusing the cached prefix), then decode until a stop rule; speculation only when greedy."""
+    opts = opts or GenerateOptions()
+    rng = np.random.default_rng(opts.seed)
+    stop_ids = set(opts.stop_token_ids) | set(decoder.meta.eos_ids)
+    prompt_ids = list(prompt_ids)
+    t0 = time.perf_counter()
+    reused = min(decoder.common_prefix(prompt_ids), len(prompt_ids) - 1)
+    logits = decoder.prefill(prompt_ids)
+    t1 = time.perf_counter()
+    out: list[int] = []
+    stream = _TextStream(decoder.bundle.tokenizer, on_text)
+    source = list(lookup_ids) if lookup_ids is not None else prompt_ids
+    speculate = opts.speculate and opts.temperature <= 0.0
+    drafted = accepted = 0
+    reason = "max_tokens"
+    t_first = None
+    while len(out) < opts.max_new_tokens:
+        if cancel is not None and cancel.is_set():
+            reason = "cancelled"
+            break
+        token = choose(logits, opts, rng)
+        if t_first is None:
+            t_first = time.perf_counter()
+        if token in stop_ids:
+            reason = "eos"
+            break
+        out.append(token)
+        text = stream.update(out)
+        if any(s in text for s in opts.stop_strings):
+            reason = "stop"
+            break
+        if len(out) >= opts.max_new_tokens:
+            break
+        room = min(opts.draft_tokens, opts.max_new_tokens - len(out) - 1, decoder.max_context - len(decoder.tokens) - 2)
+        draft = lookup_draft(prompt_ids + out, source, opts.ngram, room) if speculate and room > 0 else []
+        if not draft:
+            logits = decoder.step(token)
+            continue
+        # verify [token, d1..dk] in one batch: row j holds the model's choice after d_j
+        base = len(decoder.tokens)
+        rows = decoder.verify([token] + draft)
+        drafted += len(draft)
+        n_ok = 0
+        while n_ok < len(draft) and int(np.argmax(rows[n_ok])) == draft[n_ok]:
+            n_ok += 1
+        accepted += n_ok
+        decoder.truncate(base + 1 + n_ok)  # keep token + accepted drafts; the rest of the cache is stale
+        logits = rows[n_ok]
+        hit_stop = False
+        for d in draft[:n_ok]:
+            if d in stop_ids:
+                hit_stop = True
+                break
+            out.append(d)
+            if len(out) >= opts.max_new_tokens:
+                break
+        text = stream.update(out)
+        if hit_stop:
+            reason = "eos"
+            break
+        if any(s in text for s in opts.stop_strings):
+            reason = "stop"
+            break
+    t2 = time.perf_counter()
+    stream.update(out)
+    text = stream.text
+    if reason == "stop":
+        cut = min(text.find(s) for s in opts.stop_strings if s in text)
+        text = text[:cut]
+    prompt_s = (t_first or t2) - t0
+    decode_s = t2 - (t_first or t2)
+    evaluated = len(prompt_ids) - reused
+    return GenerateResult(
+        prompt_ids=prompt_ids,
+        token_ids=out,
+        text=text,
+        reused_tokens=reused,
+        prompt_s=prompt_s,
+        decode_s=decode_s,
+        prompt_tokens_per_s=evaluated / prompt_s if prompt_s > 0 else 0.0,
+        decode_tokens_per_s=(len(out) - 1) / decode_s if decode_s > 0 and len(out) > 1 else 0.0,
+        stop_reason=reason,
+        drafted=drafted,
+        accepted=accepted,
+    )
+
+
+def default_threads() -> int:
+    return max(1, min(2, os.cpu_count() or 1))

@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny generated models (session-scoped: converting is cheap, but not free)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.tiny import make_tiny_bundle, write_tiny_gguf
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A converted random tiny llama (Q4_1, like the default model) for engine, server and client tests."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny-bundle") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def default_bundle():
+    """The real default model, pulled once into the user cache (`make test` pulls it before pytest)."""
+    from runtime.models import pull
+
+    return pull(progress=False)
