@@ -1,0 +1,186 @@
+"""Decode benchmark: our ONNX Runtime engine against llama.cpp (llama-cpp-python) on the same GGUF, same prompt ids,
+same thread count, alternating runs; plus top-1 agreement of our logits with llama.cpp's over >= 300 code positions.
+
+    python bench/decode.py [--model smollm2-135m] [--runs 3] [--prompt-tokens 460] [--new-tokens 128] [--threads 2]
+
+Prints a table and one summary line to paste into a note. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtime import models  # noqa: E402
+from runtime.bundle import load_bundle  # noqa: E402
+from runtime.engine import Decoder, GenerateOptions, generate  # noqa: E402
+
+
+def code_text() -> str:
+    """Real Python code every machine has: the standard library's textwrap module."""
+    return inspect.getsource(textwrap)
+
+
+def prompt_ids(tokenizer, n: int, offset: int = 0) -> list[int]:
+    return tokenizer.encode(code_text()).ids[offset : offset + n]
+
+
+class Ours:
+    name = "waferline (ORT)"
+
+    def __init__(self, bundle, threads):
+        self.bundle = bundle
+        self.decoder = Decoder(bundle, threads=threads, max_context=2048)
+
+    def run(self, ids, new_tokens, speculate=False):
+        self.decoder.reset()
+        r = generate(self.decoder, ids, GenerateOptions(max_new_tokens=new_tokens, speculate=speculate, stop_token_ids=[]))
+        return r.prompt_s, r.decode_s, r.token_ids
+
+    def logits(self, ids):
+        self.decoder.reset()
+        return np.concatenate([self.decoder.verify(ids[i : i + 256]).copy() for i in range(0, len(ids), 256)])
+
+
+class LlamaCpp:
+    name = "llama.cpp"
+
+    def __init__(self, gguf, threads, logits_all=False):
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512,
+                         logits_all=logits_all, verbose=False)
+
+    def run(self, ids, new_tokens, speculate=False):
+        llm = self.llm
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(ids)
+        out = [self._next()]
+        t1 = time.perf_counter()
+        while len(out) < new_tokens:
+            llm.eval([out[-1]])
+            out.append(self._next())
+        return t1 - t0, time.perf_counter() - t1, out
+
+    def _next(self) -> int:
+        """Greedy choice from the last position's logits, read straight from the llama.cpp context."""
+        row = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        return int(np.argmax(row))
+
+    def logits(self, ids):
+        self.llm.reset()
+        self.llm.eval(ids)
+        return np.array(self.llm.scores[: len(ids)])
+
+
+def peak_rss_mb(which: str, model: str, threads: int) -> float:
+    """Peak RSS of a fresh process that loads the engine and decodes 64 tokens (ru_maxrss of the child)."""
+    code = (
+        "import sys; sys.path.insert(0, %r); import bench.decode as b; b._rss_child(%r, %r, %d)"
+        % (str(Path(__file__).resolve().parents[1]), which, model, threads)
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1]) / 1024.0
+
+
+def _rss_child(which: str, model: str, threads: int) -> None:
+    bundle = load_bundle(models.resolve_model(model))
+    ids = prompt_ids(bundle.tokenizer, 460)
+    engine = Ours(bundle, threads) if which == "ours" else LlamaCpp(models.gguf_path(model), threads)
+    engine.run(ids, 64)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kB, this process only
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=models.DEFAULT_MODEL)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--prompt-tokens", type=int, default=460)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--agreement-tokens", type=int, default=400)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    bundle = load_bundle(models.pull(args.model, progress=False))
+    gguf = models.gguf_path(args.model)
+    ids = prompt_ids(bundle.tokenizer, args.prompt_tokens)
+    ours, ref = Ours(bundle, args.threads), LlamaCpp(gguf, args.threads)
+    # repetitive code for speculation: a prompt that already contains the text it will continue with
+    spec_ids = prompt_ids(bundle.tokenizer, args.prompt_tokens, offset=200)
+    spec_ids = spec_ids + spec_ids[: args.prompt_tokens // 2]
+    for engine in (ours, ref):  # warm-up
+        engine.run(ids[:64], 8)
+    rows = {k: [] for k in ("ours", "llama", "ours_spec", "llama_spec")}
+    for _ in range(args.runs):  # A B A B: both see the same machine state
+        rows["ours"].append(ours.run(ids, args.new_tokens))
+        rows["llama"].append(ref.run(ids, args.new_tokens))
+        rows["ours_spec"].append(ours.run(spec_ids, args.new_tokens, speculate=True))
+        rows["llama_spec"].append(ref.run(spec_ids, args.new_tokens))
+
+    def rates(key, n_prompt):
+        prompt = statistics.median(n_prompt / p for p, _, _ in rows[key])
+        decode = statistics.median((len(t) - 1) / d for _, d, t in rows[key])
+        return prompt, decode
+
+    o_p, o_d = rates("ours", len(ids))
+    l_p, l_d = rates("llama", len(ids))
+    _, os_d = rates("ours_spec", len(spec_ids))
+    _, ls_d = rates("llama_spec", len(spec_ids))
+    same_plain = rows["ours"][0][2] == rows["llama"][0][2]
+
+    # fidelity: top-1 agreement over code positions (one batched pass each, logits for every position)
+    del ref
+    ref_all = LlamaCpp(gguf, args.threads, logits_all=True)
+    agree_ids = prompt_ids(bundle.tokenizer, args.agreement_tokens, offset=1000)
+    top_ours = np.argmax(ours.logits(agree_ids), -1)
+    top_ref = np.argmax(ref_all.logits(agree_ids), -1)
+    agreement = float(np.mean(top_ours == top_ref))
+    del ref_all, ours
+    rss_ours = peak_rss_mb("ours", args.model, args.threads)
+    rss_ref = peak_rss_mb("llama", args.model, args.threads)
+
+    weight_mb = sum(f.stat().st_size for f in bundle.path.glob("model.onnx*")) / 1e6
+    gguf_mb = gguf.stat().st_size / 1e6
+    report = {
+        "model": bundle.meta.source_file, "threads": args.threads, "prompt_tokens": len(ids), "new_tokens": args.new_tokens,
+        "runs": args.runs, "greedy": True,
+        "ours_prompt_tok_s": o_p, "llama_prompt_tok_s": l_p, "prompt_ratio": o_p / l_p,
+        "ours_decode_tok_s": o_d, "llama_decode_tok_s": l_d, "decode_ratio": o_d / l_d,
+        "ours_spec_decode_tok_s": os_d, "llama_on_spec_prompt_tok_s": ls_d, "spec_ratio": os_d / ls_d,
+        "top1_agreement": agreement, "agreement_positions": len(agree_ids),
+        "ours_peak_rss_mb": rss_ours, "llama_peak_rss_mb": rss_ref,
+        "ours_weight_bytes_per_token_mb": weight_mb, "gguf_mb": gguf_mb,
+        "same_greedy_tokens_as_llama": same_plain,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    print(f"{'':28s}{'ours':>12s}{'llama.cpp':>12s}{'ratio':>8s}")
+    print(f"{'prompt tok/s':28s}{o_p:12.1f}{l_p:12.1f}{o_p / l_p:8.2f}")
+    print(f"{'decode tok/s (no spec)':28s}{o_d:12.1f}{l_d:12.1f}{o_d / l_d:8.2f}")
+    print(f"{'decode tok/s (spec, rep.)':28s}{os_d:12.1f}{ls_d:12.1f}{os_d / ls_d:8.2f}")
+    print(f"{'peak RSS MB':28s}{rss_ours:12.0f}{rss_ref:12.0f}")
+    print(f"top-1 agreement with llama.cpp over {len(agree_ids)} code positions: {agreement:.1%}")
+    print(
+        f"SUMMARY decode {o_d:.1f} vs {l_d:.1f} tok/s ({o_d / l_d:.2f}x), prompt {o_p:.0f} vs {l_p:.0f} tok/s ({o_p / l_p:.2f}x), "
+        f"spec {os_d:.1f} tok/s ({os_d / ls_d:.2f}x), top-1 {agreement:.1%}, RSS {rss_ours:.0f}/{rss_ref:.0f} MB, "
+        f"{bundle.meta.source_file}, {len(ids)}-token prompt, {args.new_tokens} greedy tokens, {args.threads} threads, median of {args.runs}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
