@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -87,13 +86,17 @@ class LlamaCpp:
 
 
 def peak_rss_mb(which: str, model: str, threads: int) -> float:
-    """Peak RSS of a fresh process that loads the engine and decodes 64 tokens (ru_maxrss of the child)."""
+    """Peak RSS (MB) of a fresh process that loads one engine and decodes 64 tokens, by /usr/bin/time -v.
+
+    Measured from outside: Linux keeps ru_maxrss across exec, so a child of this (large) process cannot report its own.
+    """
     code = (
         "import sys; sys.path.insert(0, %r); import bench.decode as b; b._rss_child(%r, %r, %d)"
         % (str(Path(__file__).resolve().parents[1]), which, model, threads)
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1]) / 1024.0
+    proc = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    kb = [line for line in proc.stderr.splitlines() if line.startswith("maxrss_kb=")][-1]
+    return int(kb.split("=")[1]) / 1024.0
 
 
 def _rss_child(which: str, model: str, threads: int) -> None:
@@ -101,7 +104,6 @@ def _rss_child(which: str, model: str, threads: int) -> None:
     ids = prompt_ids(bundle.tokenizer, 460)
     engine = Ours(bundle, threads) if which == "ours" else LlamaCpp(models.gguf_path(model), threads)
     engine.run(ids, 64)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kB, this process only
 
 
 def main() -> int:
