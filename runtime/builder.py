@@ -132,7 +132,6 @@ class DecoderBuilder:
         self.spec, self.w = spec, weights
         self.g = _Graph(shape_only=weights is None)
         self.rope_interleaved = weights.rope_interleaved if weights else True
-        self._blocksum_cache: dict[tuple[str, int, int], str] = {}
 
     # ---------------------------------------------------------------- weights
     def _tensor(self, name: str, required: bool = True):
@@ -157,24 +156,12 @@ class DecoderBuilder:
         return self.g.init(name, self._vector(gguf_name, size), dims=[size])
 
     # ---------------------------------------------------------------- linear layers
-    def _blocksum(self, x: str, k: int, block: int, scope: str) -> str:
-        """Sum of x over each block of `block` inputs: [1, S, K] -> [1, S, K/block].
-
-        Reshape + ReduceSum, not a MatMul with a 0/1 matrix: measured here, a [K, K/32] GEMV costs ~10 µs more per call.
-        """
-        key = (x, k, block)
-        if key not in self._blocksum_cache:
-            shape = self.g.init(f"shape.blocks.{k // block}.{block}", np.array([0, 0, k // block, block], np.int64))
-            blocks = self.g.node("Reshape", [x, shape], f"{scope}/blocksum/Reshape")  # [1, S, K/block, block]
-            axes = self.g.init("axes.-1", np.array([-1], np.int64))
-            self._blocksum_cache[key] = self.g.node("ReduceSum", [blocks, axes], f"{scope}/blocksum/ReduceSum", keepdims=0)
-        return self._blocksum_cache[key]
-
     def linear(self, x: str, scope: str, wname: str, parts: list[tuple[str, int]], k: int, bias_names=None) -> str:
         """x [.., K] @ W^T for W = concat(parts) along N; fuses parts that share a kernel format.
 
-            x ──► MatMulNBits(codes, scales) ─────────────► Add ──► (+ bias) ──► y
-            └──► MatMul(blocksum 0/1) ──► MatMul(correction) ─┘      only for types with a per-block offset
+            x ──► MatMulNBits(codes | block-sum columns) ──► Split ──► y ─────────────► Add ──► (+ bias) ──► y
+                                                              └──► sums ──► MatMul(correction) ─┘
+            (Split and correction only for types with a per-block offset: Q4_1, Q4_K, Q5_K, Q5_1)
         """
         lins = [_Linear(self._tensor(n), rows, k) for n, rows in parts]
         bias = None
@@ -197,18 +184,25 @@ class DecoderBuilder:
             y = self.g.node("MatMul", [x, w], f"{scope}/MatMul")
         else:
             _, bits, block = fmt
+            corr = np.concatenate([lin.codes.correction() for lin in lins])  # [N, K/block]
             blob = np.concatenate([quant.kernel_blob(lin.codes) for lin in lins])
             scales = np.concatenate([lin.codes.scale for lin in lins])
+            n_sums = k // block if corr.any() else 0
+            if n_sums:
+                # K/block extra output columns that each sum x over one block (code +1 there, 0 elsewhere, scale 1):
+                # the block sums come out of the same int8 pass, as llama.cpp's Q8_1 block sums do, and cost no op.
+                blob = np.concatenate([blob, quant.block_sum_blob(k, block, bits)])
+                scales = np.concatenate([scales, np.ones((n_sums, n_sums), np.float32)])
             b = self.g.init(f"{wname}.qweight", blob)
             s = self.g.init(f"{wname}.scales", scales.reshape(-1))
             y = self.g.node(
                 "MatMulNBits", [x, b, s], f"{scope}/MatMulNBits", domain=MS_DOMAIN,
-                K=k, N=n, bits=bits, block_size=block, accuracy_level=ACCURACY_LEVEL,
+                K=k, N=n + n_sums, bits=bits, block_size=block, accuracy_level=ACCURACY_LEVEL,
             )
-            corr = np.concatenate([lin.codes.correction() for lin in lins])  # [N, K/block]
-            if corr.any():
+            if n_sums:
+                sizes = self.g.init(f"split.{n}.{n_sums}", np.array([n, n_sums], np.int64))
+                y, bsum = self.g.node("Split", [y, sizes], f"{scope}/Split", outputs=2, axis=-1)
                 c = self.g.init(f"{wname}.correction", np.ascontiguousarray(corr.T))  # [K/block, N]
-                bsum = self._blocksum(x, k, block, scope)
                 cy = self.g.node("MatMul", [bsum, c], f"{scope}/correction/MatMul")
                 y = self.g.node("Add", [y, cy], f"{scope}/correction/Add")
         if bias_names:

@@ -211,3 +211,15 @@ def kernel_blob(codes: BlockCodes) -> np.ndarray:
     """MatMulNBits input B: uint8 [rows, n_blocks, block_size * bits / 8]."""
     u = codes.kernel_codes()
     return pack_nibbles(u) if codes.bits == 4 else u
+
+
+def block_sum_blob(k: int, block: int, bits: int) -> np.ndarray:
+    """MatMulNBits rows whose outputs are the sums of x over each block: [K/block, K/block, blob] uint8.
+
+    Row b holds code 2**(bits-1) + 1 (weight +1 at scale 1) in block b and the zero code everywhere else.
+    """
+    n = k // block
+    zero = 1 << (bits - 1)
+    codes = np.full((n, n, block), zero, np.uint8)
+    codes[np.arange(n), np.arange(n)] = zero + 1
+    return pack_nibbles(codes) if bits == 4 else codes
