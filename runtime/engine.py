@@ -171,19 +171,40 @@ def choose(logits: np.ndarray, opts: GenerateOptions, rng: np.random.Generator) 
     return int(rng.choice(p.size, p=p))
 
 
+class PromptLookup:
+    """Prompt-lookup drafting: the tokens that followed the latest earlier occurrence of the current tail n-gram
+    (n = ngram..1), in the lookup source (e.g. the whole document) followed by the sequence generated so far.
+
+    An index from n-gram to where it last ended makes each draft O(ngram) instead of a scan of the document.
+    """
+
+    def __init__(self, source: Sequence[int], ngram: int):
+        self.ngram = ngram
+        self.tokens: list[int] = list(source)
+        self.last: dict[tuple[int, ...], int] = {}
+        self.indexed = 0  # n-grams ending at positions <= indexed are in self.last
+
+    def extend(self, ids: Sequence[int]) -> None:
+        self.tokens.extend(ids)
+
+    def draft(self, k: int) -> list[int]:
+        toks, end = self.tokens, len(self.tokens)
+        for stop in range(self.indexed + 1, end):  # index every n-gram that ends before the tail does
+            for n in range(1, min(self.ngram, stop) + 1):
+                self.last[tuple(toks[stop - n : stop])] = stop
+        self.indexed = max(self.indexed, end - 1)
+        for n in range(min(self.ngram, end), 0, -1):
+            at = self.last.get(tuple(toks[end - n :]))
+            if at is not None:
+                return toks[at : at + k]
+        return []
+
+
 def lookup_draft(history: Sequence[int], source: Sequence[int], ngram: int, k: int) -> list[int]:
-    """Prompt-lookup drafting: find the latest earlier occurrence of history's last n-gram (n = ngram..1) in source
-    (or in history itself) and propose the k tokens that followed it."""
-    for n in range(min(ngram, len(history)), 0, -1):
-        tail = list(history[-n:])
-        for seq, limit in ((history, len(history) - n), (source, len(source))):
-            # search right to left: the nearest repetition is the likeliest continuation
-            for start in range(limit - n, -1, -1):
-                if seq[start] == tail[0] and list(seq[start : start + n]) == tail:
-                    follow = list(seq[start + n : start + n + k])
-                    if follow:
-                        return follow
-    return []
+    """One-shot draft of k tokens for `history` given `source` (see PromptLookup)."""
+    lookup = PromptLookup(source, ngram)
+    lookup.extend(history)
+    return lookup.draft(k)
 
 
 class _TextStream:
@@ -220,8 +241,10 @@ def generate(
     t1 = time.perf_counter()
     out: list[int] = []
     stream = _TextStream(decoder.bundle.tokenizer, on_text)
-    source = list(lookup_ids) if lookup_ids is not None else prompt_ids
     speculate = opts.speculate and opts.temperature <= 0.0
+    lookup = PromptLookup(list(lookup_ids) if lookup_ids is not None else [], opts.ngram) if speculate else None
+    if lookup is not None:
+        lookup.extend(prompt_ids)
     drafted = accepted = 0
     reason = "max_tokens"
     t_first = None
@@ -236,6 +259,8 @@ def generate(
             reason = "eos"
             break
         out.append(token)
+        if lookup is not None:
+            lookup.extend([token])
         text = stream.update(out)
         if any(s in text for s in opts.stop_strings):
             reason = "stop"
@@ -243,7 +268,7 @@ def generate(
         if len(out) >= opts.max_new_tokens:
             break
         room = min(opts.draft_tokens, opts.max_new_tokens - len(out) - 1, decoder.max_context - len(decoder.tokens) - 2)
-        draft = lookup_draft(prompt_ids + out, source, opts.ngram, room) if speculate and room > 0 else []
+        draft = lookup.draft(room) if lookup is not None and room > 0 else []
         if not draft:
             logits = decoder.step(token)
             continue
@@ -263,6 +288,7 @@ def generate(
                 hit_stop = True
                 break
             out.append(d)
+            lookup.extend([d])
             if len(out) >= opts.max_new_tokens:
                 break
         text = stream.update(out)
