@@ -1,0 +1,136 @@
+"""Predicted vs published wafer-scale figures, as the simulator papers report them (LLMCompass, vidur): absolute
+percentage error per case, mean and max APE, one summary line.
+
+    python bench/wafer_validation.py                 # all cases of bench/wafer_cases.toml
+    python bench/wafer_validation.py --cases F.toml  # another data file (same fields as `waferline simulate`)
+    python bench/wafer_validation.py --fit           # re-fit the three PE-software constants to the fit=true cases
+
+The fit is exact and linear: every time the model predicts is affine in vector_op_issue_cycles, loop_step_cycles and
+collective_setup_cycles (placement is fixed by the forced grids), so three calibration points give three equations.
+It prints the constants to paste into runtime/wafer/presets/wse2.toml (and wse3.toml, same PE software).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtime.wafer import cli as wcli  # noqa: E402
+from runtime.wafer import hardware as whw  # noqa: E402
+
+CASES = Path(__file__).with_name("wafer_cases.toml")
+FIT_FIELDS = ("vector_op_issue_cycles", "loop_step_cycles", "collective_setup_cycles")
+
+
+def load_cases(path: Path) -> list[dict]:
+    with open(path, "rb") as f:
+        return tomllib.load(f)["case"]
+
+
+def predict(case: dict) -> float:
+    fields = {k: v for k, v in case.items() if k not in ("name", "metric", "published", "fit", "source")}
+    return float(getattr(wcli.run_case(fields), case["metric"]))
+
+
+def as_time(case: dict, value: float) -> float:
+    """Seconds per unit of work (affine in the constants): tok/s -> s/token."""
+    return value if case["metric"] == "seconds" else 1.0 / value
+
+
+def _solve_nonneg(a: np.ndarray, t0: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """x >= 0 minimising the relative error of t0 + a x against target (exact when the exact solution is >= 0)."""
+    n = a.shape[1]
+    best = None
+    for mask in range(1 << n):  # which constants are pinned at 0
+        free = [j for j in range(n) if not mask >> j & 1]
+        x = np.zeros(n)
+        if free:
+            sol, *_ = np.linalg.lstsq(a[:, free] / target[:, None], (target - t0) / target, rcond=None)
+            x[free] = sol
+        if (x < 0).any():
+            continue
+        err = np.max(np.abs((t0 + a @ x) / target - 1))
+        if best is None or err < best[0] - 1e-12:
+            best = (err, x)
+    return best[1]
+
+
+def fit(cases: list[dict]) -> dict[str, float]:
+    fit_cases = [c for c in cases if c.get("fit")]
+    if len(fit_cases) != len(FIT_FIELDS):
+        raise SystemExit(f"--fit needs exactly {len(FIT_FIELDS)} fit=true cases, found {len(fit_cases)}")
+    hw_names = {c.get("hardware", "wse3") for c in fit_cases}
+    if len(hw_names) != 1:
+        raise SystemExit("--fit: calibration cases must share one hardware preset")
+    hw_name = hw_names.pop()
+    base = whw.load_preset_dict(hw_name)
+    original = whw.load_preset_dict
+
+    def run_with(values: dict) -> np.ndarray:
+        def patched(name: str) -> dict:
+            d = original(name)
+            if name == hw_name:
+                d.update(values)
+            return d
+
+        whw.load_preset_dict = patched
+        try:
+            return np.array([as_time(c, predict(c)) for c in fit_cases])
+        finally:
+            whw.load_preset_dict = original
+
+    target = np.array([as_time(c, c["published"]) for c in fit_cases])
+    x = np.array([float(base[k]) for k in FIT_FIELDS])
+    for _ in range(4):  # Newton steps: times are affine in the constants except where a MeshGEMM round's max() flips
+        vals = {k: float(v) for k, v in zip(FIT_FIELDS, x)}
+        t0 = run_with(vals)
+        a = np.stack([run_with({**vals, k: vals[k] + 1.0}) - t0 for k in FIT_FIELDS], axis=1)
+        x = _solve_nonneg(a, t0 - a @ x, target)
+    err = np.max(np.abs(run_with({k: float(v) for k, v in zip(FIT_FIELDS, x)}) / target - 1))
+    print(f"  worst calibration residual {100 * err:.2f}% (time)")
+    print(f"fitted on {hw_name} ({', '.join(c['name'].split(',')[0] for c in fit_cases)}):")
+    for k, v in zip(FIT_FIELDS, x):
+        print(f"  {k} = {v:.2f}   (preset now {base[k]})")
+    return dict(zip(FIT_FIELDS, x))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=Path, default=CASES)
+    ap.add_argument("--fit", action="store_true", help="solve the three PE-software constants from the fit cases")
+    args = ap.parse_args(argv)
+    cases = load_cases(args.cases)
+    if args.fit:
+        fit(cases)
+        return 0
+    rows, apes, fit_apes, other_apes = [], [], [], []
+    for c in cases:
+        pred = predict(c)
+        ape = 100.0 * abs(pred - c["published"]) / c["published"]
+        apes.append(ape)
+        (fit_apes if c.get("fit") else other_apes).append(ape)
+        rows.append((c["name"], c["metric"], pred, c["published"], ape, "fit" if c.get("fit") else "check"))
+    w = max(len(r[0]) for r in rows)
+    print(f"{'case':<{w}}  {'metric':<21}{'predicted':>13}{'published':>13}{'APE %':>8}  role")
+    for name, metric, pred, pub, ape, role in rows:
+        fmt = (lambda v: f"{v:13.3e}") if metric == "seconds" else (lambda v: f"{v:13,.1f}")
+        print(f"{name:<{w}}  {metric:<21}{fmt(pred)}{fmt(pub)}{ape:8.1f}  {role}")
+    summary = f"wafer validation: {len(apes)} cases, mean APE {np.mean(apes):.1f}%, max APE {np.max(apes):.1f}%"
+    if fit_apes and other_apes:
+        summary += (f" (calibration {len(fit_apes)}: max {max(fit_apes):.1f}%; "
+                    f"unfitted {len(other_apes)}: mean {np.mean(other_apes):.1f}%, max {max(other_apes):.1f}%)")
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Wafer-scale engine simulator: how fast the served decoder would run on a Cerebras-class wafer, and why.
+
+Four parts kept apart (as Timeloop and LLMCompass do):
+    hardware.py   WaferSpec from TOML presets (wse2, wse3) + user overrides
+    workload.py   the decoder's ONNX graph cut into tile subgraphs (embedding, attention, MLP, head)
+    placement.py  rectangles of PEs sized for SRAM residency, serpentine over one or more wafers
+    cost.py       per-token decode and per-prompt prefill: local MACs, SRAM, collectives, hops, crossings, host I/O
+sim.py ties them together; report.py / plot.py / cli.py present the result; partition.py runs the cut graph in
+ONNX Runtime to prove that what is simulated is what is served.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import WaferError
+
+__all__ = ["WaferError", "simulate_bundle", "plot_report"]
+
+
+def simulate_bundle(bundle: str | Path, hardware: str = "wse3", **options):
+    """The Report of a model bundle (its model.onnx, partitioned) on a hardware preset or TOML; options: SimOptions."""
+    from .cli import load_workload
+    from .hardware import load_hardware
+    from .sim import SimOptions, simulate
+
+    return simulate(load_workload(model=str(bundle)), load_hardware(hardware), SimOptions(**options))
+
+
+def plot_report(report, out: str | Path) -> Path:
+    """Heat-map + latency bars PNG for a Report (`out`: a .png path or a directory)."""
+    from .plot import plot_report as _plot
+
+    return _plot(report, out)

@@ -1,0 +1,125 @@
+"""`waferline simulate`: plan + simulate a model (or one GEMV) on a wafer-scale engine.
+
+    waferline simulate (--arch NAME | --arch-file F | --model NAME_OR_BUNDLE_DIR) [--hardware wse2|wse3|FILE.toml]
+                       [--wafers N] [--grid RxC|auto] [--collective ktree|pipeline|ring] [--clock-hz F]
+                       [--dtype bf16|int8|int4] [--prompt-len P] [--context C] [--json] [--plot OUT.png]
+    waferline simulate --gemv MxN [--hardware ...] [--grid RxC|auto] [--collective ...] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import msgspec
+
+from .errors import WaferError
+
+DEFAULT_HARDWARE = "wse3"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "simulate", help="simulate the model on a wafer-scale engine (Cerebras WSE-2/WSE-3)",
+        description="Partition the decoder into tile subgraphs, place them on a wafer-scale mesh and predict "
+                    "decode/prefill speed from hop, relay and SRAM physics.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--arch", metavar="NAME", help="architecture preset (e.g. llama3-8b, llama3.1-405b)")
+    src.add_argument("--arch-file", metavar="F", help="JSON/TOML with ArchSpec fields")
+    src.add_argument("--model", metavar="NAME_OR_BUNDLE_DIR", help="a model bundle directory or model name")
+    src.add_argument("--gemv", metavar="MxN", help="a single [1,M] x [M,N] GEMV (WaferLLM MeshGEMV micro-benchmark)")
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE, metavar="wse2|wse3|FILE.toml", help="default: %(default)s")
+    p.add_argument("--wafers", type=int, metavar="N", help="wafers available (default: as many as the placement needs)")
+    p.add_argument("--grid", default="auto", metavar="RxC|auto", help="per-layer PE grid (default: auto)")
+    p.add_argument("--collective", default="ktree", choices=("ktree", "pipeline", "ring"), help="allreduce algorithm")
+    p.add_argument("--clock-hz", type=float, metavar="F", help="override the preset clock")
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "int8", "int4"), help="weight precision on the wafer")
+    p.add_argument("--prompt-len", type=int, default=1024, metavar="P", help="prompt tokens for TTFT (default: %(default)s)")
+    p.add_argument("--context", type=int, default=4096, metavar="C", help="KV positions resident (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="write the wafer heat-map and latency bars")
+    return p
+
+
+def parse_grid(text: str | None) -> tuple[int, int] | None:
+    if text is None or text == "auto":
+        return None
+    try:
+        r, c = text.lower().split("x")
+        return int(r), int(c)
+    except ValueError:
+        raise WaferError(f"--grid must be RxC (e.g. 420x420) or auto, not '{text}'") from None
+
+
+def parse_gemv(text: str) -> tuple[int, int]:
+    try:
+        m, n = text.lower().split("x")
+        return int(m), int(n)
+    except ValueError:
+        raise WaferError(f"--gemv must be MxN (e.g. 16384x16384), not '{text}'") from None
+
+
+def load_workload(arch: str | None = None, arch_file: str | None = None, model: str | None = None):
+    """The workload for one of the three sources (all through the ONNX graph partitioner)."""
+    from .workload import load_arch, load_arch_file, workload_for_arch, workload_from_graph
+
+    if arch:
+        return workload_for_arch(load_arch(arch))
+    if arch_file:
+        return workload_for_arch(load_arch_file(arch_file))
+    import onnx
+
+    path = Path(model)
+    if not path.is_dir():
+        try:
+            from runtime.models import resolve_model
+        except ImportError:
+            raise WaferError(f"'{model}' is not a bundle directory (model names need runtime.models)") from None
+        path = resolve_model(model)
+    from runtime.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    graph = onnx.load(str(bundle.model_path), load_external_data=False)
+    return workload_from_graph(graph, name=path.name)
+
+
+def run_case(fields: dict):
+    """Simulate from flag-named fields (the CLI's and bench/wafer_cases.toml's): Report or GemvReport."""
+    from .hardware import load_hardware
+    from .sim import SimOptions, simulate, simulate_gemv
+
+    hw = load_hardware(fields.get("hardware", DEFAULT_HARDWARE), fields.get("clock_hz"))
+    grid = parse_grid(fields.get("grid"))
+    collective = fields.get("collective", "ktree")
+    if fields.get("gemv"):
+        m, n = parse_gemv(fields["gemv"])
+        return simulate_gemv(m, n, hw, grid, collective)
+    w = load_workload(fields.get("arch"), fields.get("arch_file"), fields.get("model"))
+    opts = SimOptions(
+        dtype=fields.get("dtype", "bf16"), collective=collective, grid=grid, wafers=fields.get("wafers"),
+        prompt_len=fields.get("prompt_len", 1024), context=fields.get("context", 4096),
+    )
+    return simulate(w, hw, opts)
+
+
+def run(args) -> int:
+    from .report import GemvReport, format_gemv, format_table
+
+    fields = {k: v for k, v in vars(args).items() if v is not None}
+    report = run_case(fields)
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    elif isinstance(report, GemvReport):
+        print(format_gemv(report))
+    else:
+        print(format_table(report))
+    if getattr(args, "plot", None):
+        if isinstance(report, GemvReport):
+            raise WaferError("--plot needs a model (--arch/--arch-file/--model), not --gemv")
+        from .plot import plot_report
+
+        out = plot_report(report, args.plot)
+        print(f"wrote {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,323 @@
+"""Cost model: cycles on the critical path of one decode token and of one prompt (prefill), by component.
+
+Everything is counted on the slowest PE of each step, in cycles of `hw.clock_hz`:
+
+    local work       compute (datapath cycles: MACs at macs_per_cycle_16bit, element-wise ops), sram_read (only
+                     when the SRAM ports, not the MACs, bound a step), instr_issue (one `vector_op_issue_cycles` per
+                     standalone DSD vector instruction, one `loop_step_cycles` per step of a GEMV/GEMM loop),
+                     nonlinear (exp / sigmoid / rsqrt / reciprocal as short vector-op sequences: no SFU on the PE)
+    collectives      after Luczynski et al. (HPDC'24): T = L*alpha + D*(2*T_R + 1) + streaming + per-phase setup,
+                     with L the longest hop distance, D the dependent relays; split into fabric_hops (alpha per hop),
+                     relays (beta per software relay), ramp, wavelets (message streaming), coll_setup
+    between regions  region_hops (hidden state to the neighbouring rectangle), wafer_crossing (link latency +
+                     bytes / link bandwidth + hops to the wafer edge), host_io (prompt in, token out)
+
+Why decode gets slower on a bigger grid: a GEMV's local work shrinks as 1/(R*C) (and its instruction count as 1/R),
+but every allreduce along a line of n PEs costs ~n hops (alpha) plus sqrt(n) (ktree) or n (pipeline) software relays
+(beta): decode is latency-bound. Prefill (MeshGEMM, Cannon-style) does P shift steps of O(1) latency each, while its
+local work per step falls as 1/P^3: its total falls as 1/P until the per-step latency dominates, so prefill gets faster.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .hardware import WaferSpec
+from .workload import ACT_BYTES, TOKEN_ID_BYTES, WEIGHT_BYTES, Subgraph
+
+COMPONENTS = (
+    "compute", "sram_read", "instr_issue", "nonlinear",
+    "fabric_hops", "relays", "ramp", "wavelets", "coll_setup",
+    "region_hops", "wafer_crossing", "host_io",
+)
+COLLECTIVES = ("ktree", "pipeline", "ring")
+# fabric colors each algorithm routes per axis (WaferLLM comm_pe.csl: 2 chains x 2 phases + 2 broadcast = 6 for ktree)
+COLORS_PER_AXIS = {"ktree": 6, "pipeline": 3, "ring": 2}
+RMSNORM_VECTOR_OPS = 4  # square, local sum, scale by rsqrt, multiply by gamma (WaferLLM decode.csl rmsnorm)
+# Nonlinear functions: the PE has no special-function unit, so each is a short sequence of vector ops (counts from the
+# standard algorithms, not fitted): exp = range reduction (2) + degree-4 polynomial by Horner (4); reciprocal = seed +
+# 2 Newton steps of 2 FMAs (5; 2 steps take a 4-bit seed past f16's 11-bit mantissa); rsqrt = seed + 2 Newton steps
+# of 3 ops (7); sigmoid = exp + add + reciprocal.
+EXP_VECTOR_OPS = 6
+RECIP_VECTOR_OPS = 5
+RSQRT_VECTOR_OPS = 7
+SIGMOID_VECTOR_OPS = EXP_VECTOR_OPS + 1 + RECIP_VECTOR_OPS
+ROPE_VECTOR_OPS = 6  # 4 multiplies, 1 subtract, 1 add over the rotated pairs (WaferLLM decode.csl xq_rope)
+SOFTMAX_VECTOR_OPS = 4  # local max, subtract max, local sum, scale by 1/sum (WaferLLM decode.csl softmax_score)
+
+
+@dataclass
+class Cost:
+    """Cycles by component; `+` adds, `*` repeats."""
+
+    cycles: dict = field(default_factory=dict)
+
+    def add(self, component: str, value: float) -> "Cost":
+        if value:
+            self.cycles[component] = self.cycles.get(component, 0.0) + value
+        return self
+
+    def __iadd__(self, other: "Cost") -> "Cost":
+        for k, v in other.cycles.items():
+            self.add(k, v)
+        return self
+
+    def __add__(self, other: "Cost") -> "Cost":
+        out = Cost(dict(self.cycles))
+        out += other
+        return out
+
+    def __mul__(self, n: float) -> "Cost":
+        return Cost({k: v * n for k, v in self.cycles.items()})
+
+    @property
+    def total(self) -> float:
+        return sum(self.cycles.values())
+
+    def seconds(self, hw: WaferSpec) -> dict[str, float]:
+        return {k: self.cycles.get(k, 0.0) / hw.clock_hz for k in COMPONENTS if self.cycles.get(k)}
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ------------------------------------------------------------------------------------------------ local work
+def vector_op(hw: WaferSpec, elems: int, count: int = 1, component: str = "") -> Cost:
+    """`count` standalone element-wise DSD instructions over `elems` 16-bit elements each."""
+    if elems <= 0 or count <= 0:
+        return Cost()
+    issue, work = count * hw.vector_op_issue_cycles, count * cdiv(elems, hw.macs_per_cycle_16bit)
+    if component:
+        return Cost().add(component, issue + work)
+    return Cost().add("instr_issue", issue).add("compute", work)
+
+
+def nonlinear(hw: WaferSpec, elems: int, ops: int) -> Cost:
+    """A nonlinear function over `elems` values as `ops` vector instructions (see EXP_VECTOR_OPS ...)."""
+    return vector_op(hw, elems, ops, component="nonlinear")
+
+
+def local_matmul(hw: WaferSpec, rows: int, length: int, dtype: str, batches: int = 1, standalone: bool = True) -> Cost:
+    """A local GEMV/GEMM tile: one standalone loop per batch of `rows` fused multiply-accumulate steps (one per input
+    element) of `length` outputs each; each step costs `loop_step_cycles` to start.
+
+    SRAM: each MAC reads a weight at `dtype` and an accumulator at 16 bit; only if that exceeds the read ports
+    does the step wait on SRAM. int8/int4 weights are unpacked to 16 bit by one extra loop step per row.
+    """
+    if rows <= 0 or length <= 0:
+        return Cost()
+    n = rows * batches
+    mac = n * cdiv(length, hw.macs_per_cycle_16bit)
+    read = n * math.ceil(length * (WEIGHT_BYTES[dtype] + ACT_BYTES) / hw.sram_read_bytes_per_cycle)
+    c = Cost().add("instr_issue", (batches * hw.vector_op_issue_cycles if standalone else 0) + n * hw.loop_step_cycles)
+    c.add("compute", mac).add("sram_read", max(0, read - mac))
+    if dtype != "bf16":  # dequantize the row (unpack + scale) before the fmac
+        c.add("instr_issue", n * hw.loop_step_cycles).add("compute", mac)
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ collectives
+def wavelets(hw: WaferSpec, elems: int, bytes_per_elem: float = ACT_BYTES) -> int:
+    return max(1, math.ceil(elems * bytes_per_elem / hw.link_bytes_per_cycle))
+
+
+def allreduce(hw: WaferSpec, n: int, elems: int, algo: str) -> Cost:
+    """Allreduce of `elems` 16-bit values over a line of `n` PEs (every PE ends with the sum).
+
+    ktree    WaferLLM MeshGEMV (K=2): chains inside groups of g~sqrt(n) toward the group root, a chain over the
+             group roots toward the middle, then a hardware multicast from the middle: ~n hops, ~sqrt(n) relays.
+    pipeline the vendor's chain: reduce end to end, broadcast back: 2n hops, n relays.
+    ring     reduce-scatter + all-gather around a folded ring (neighbours <= 2 hops): 2(n-1) steps, each a separate
+             send/receive with its own setup: bandwidth-optimal, latency-poor.
+    """
+    if n <= 1 or elems <= 0:
+        return Cost()
+    a, beta, tr, gamma = hw.hop_latency_cycles, hw.relay_cycles, hw.ramp_latency_cycles, hw.collective_setup_cycles
+    w = wavelets(hw, elems)
+    c = Cost()
+    if algo == "ktree":
+        g = max(1, round(math.sqrt(n)))
+        groups = cdiv(n, g)
+        d1, d2 = cdiv(g - 1, 2), cdiv(groups - 1, 2)  # dependent relays of the longer half-chain, per phase
+        hops = d1 + d2 * g + cdiv(n - 1, 2)
+        phases = 1 + (1 if d2 else 0) + 1
+        c.add("fabric_hops", hops * a).add("relays", (d1 + d2) * beta).add("ramp", 2 * tr)
+        c.add("wavelets", phases * (w - 1) + phases).add("coll_setup", phases * gamma)
+    elif algo == "pipeline":
+        c.add("fabric_hops", 2 * (n - 1) * a).add("relays", (n - 1) * beta).add("ramp", 2 * tr)
+        c.add("wavelets", 2 * w).add("coll_setup", 2 * gamma)
+    elif algo == "ring":
+        steps = 2 * (n - 1)
+        chunk = cdiv(w, n)
+        c.add("fabric_hops", steps * 2 * a).add("relays", steps * beta).add("wavelets", steps * chunk)
+        c.add("coll_setup", steps * gamma)
+    else:  # pragma: no cover - validated by the CLI
+        raise ValueError(algo)
+    return c
+
+
+def transfer(hw: WaferSpec, hops: int, elems: int, bytes_per_elem: float = ACT_BYTES, component: str = "region_hops") -> Cost:
+    """A point-to-point move of `elems` values over `hops` hardware hops (all lines in parallel)."""
+    if hops <= 0 and elems <= 0:
+        return Cost()
+    w = wavelets(hw, elems, bytes_per_elem)
+    return Cost().add(component, hw.collective_setup_cycles + hops * hw.hop_latency_cycles + 2 * hw.ramp_latency_cycles + w)
+
+
+def wafer_crossing(hw: WaferSpec, nbytes: int, edge_hops: int) -> Cost:
+    """Hidden state leaves one wafer and enters the next: `edge_hops` to the I/O edge on the way out plus from it on
+    the way in, the link latency, and the bytes at link rate."""
+    link_s = hw.wafer_link_latency_s + nbytes / hw.wafer_link_bytes_per_s
+    return Cost().add("wafer_crossing", link_s * hw.clock_hz + edge_hops * hw.hop_latency_cycles + 4 * hw.ramp_latency_cycles)
+
+
+def host_io(hw: WaferSpec, nbytes: int) -> Cost:
+    return Cost().add("host_io", (hw.host_io_latency_s + nbytes / hw.host_io_bytes_per_s) * hw.clock_hz)
+
+
+# ------------------------------------------------------------------------------------------------ decode (GEMV)
+def gemv(hw: WaferSpec, k: int, n: int, k_axis: int, n_axis: int, dtype: str, algo: str) -> Cost:
+    """y[1,N] = x[1,K] W[K,N] with K split over a line of `k_axis` PEs and N over `n_axis`: local + allreduce."""
+    kt, nt = cdiv(k, k_axis), cdiv(n, n_axis)
+    return local_matmul(hw, kt, nt, dtype) + allreduce(hw, k_axis, nt, algo)
+
+
+def rmsnorm_decode(hw: WaferSpec, d: int, axis: int, algo: str, skip: bool) -> Cost:
+    e = cdiv(d, axis)
+    c = vector_op(hw, e, RMSNORM_VECTOR_OPS + (1 if skip else 0))
+    return c + allreduce(hw, axis, 1, algo) + nonlinear(hw, 1, RSQRT_VECTOR_OPS)
+
+
+def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, context: int) -> Cost:
+    """One token through one subgraph on a rows x cols GEMV grid (WaferLLM's alternating-axis layout:
+    a projection reduces along rows (y), the next along columns (x), so no transpose is ever needed)."""
+    c = Cost()
+    if sg.kind == "attn":
+        d = sg.matmuls[0].k
+        c += rmsnorm_decode(hw, d, rows, algo, skip=sg.layer > 0)
+        proj = [m for m in sg.matmuls if "o_proj" not in m.name]
+        out = [m for m in sg.matmuls if "o_proj" in m.name]
+        n_in = sum(m.n for m in proj)
+        c += gemv(hw, d, n_in, rows, cols, dtype, algo)  # q, k, v (fused when separate: one shared reduction)
+        if sg.ops.get("Add"):
+            c += vector_op(hw, cdiv(n_in, cols))  # qkv bias
+        nh, nkv, hd = sg.n_heads, sg.n_kv_heads, sg.head_dim
+        group = nh // nkv
+        c += vector_op(hw, cdiv((nh + nkv) * hd, cols), ROPE_VECTOR_OPS)
+        # KV cache: kv heads x head_dim along x (cols), context along y (rows); q heads of a group share their kv head
+        kvc, cc = cdiv(nkv * hd, cols), cdiv(context, rows)
+        heads_pe = max(1, kvc // hd)  # whole kv heads held by one PE (when cols < kv heads)
+        seg = max(1, cdiv(cols, nkv))  # PEs that share one kv head along x: the score reduction stays inside them
+        c += vector_op(hw, kvc, 2)  # append this token's k and v to the cache
+        c += local_matmul(hw, kvc, cc, "bf16", batches=group)  # scores q.K over the local head slice
+        c += allreduce(hw, seg, group * heads_pe * cc, algo)
+        scores = group * heads_pe * cc
+        c += vector_op(hw, scores)  # 1/sqrt(head_dim)
+        c += vector_op(hw, scores, SOFTMAX_VECTOR_OPS)
+        c += allreduce(hw, rows, group * heads_pe, algo) * 2  # softmax max and sum over the context axis
+        c += nonlinear(hw, scores, EXP_VECTOR_OPS) + nonlinear(hw, group * heads_pe, RECIP_VECTOR_OPS)  # exp, 1/sum
+        c += local_matmul(hw, cc, kvc, "bf16", batches=group)  # probabilities . V
+        c += allreduce(hw, rows, group * kvc, algo)
+        for m in out:
+            c += gemv(hw, m.k, m.n, cols, rows, dtype, algo)
+    elif sg.kind == "mlp":
+        gu = [m for m in sg.matmuls if "down" not in m.name]
+        down = [m for m in sg.matmuls if "down" in m.name]
+        d = gu[0].k
+        ff2 = sum(m.n for m in gu)
+        c += rmsnorm_decode(hw, d, rows, algo, skip=True)
+        c += gemv(hw, d, ff2, rows, cols, dtype, algo)
+        act = cdiv(ff2 // 2, cols)
+        c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)  # sigmoid, gate * sigmoid, * up
+        for m in down:
+            c += gemv(hw, m.k, m.n, cols, rows, dtype, algo)
+    elif sg.kind == "head":
+        m = sg.matmuls[0]
+        c += rmsnorm_decode(hw, m.k, rows, algo, skip=True)
+        c += gemv(hw, m.k, m.n, rows, cols, dtype, algo)
+        nt = cdiv(m.n, cols)
+        c += vector_op(hw, nt) + allreduce(hw, cols, 2, algo)  # argmax: local max, then (value, index) over x
+    elif sg.kind == "embed":
+        c += vector_op(hw, cdiv(sg.gather_cols, cols))  # copy the looked-up row slice
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ prefill (GEMM)
+def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str, weights_move: bool = True) -> Cost:
+    """C[S,N] = A[S,K] B[K,N] by MeshGEMM (WaferLLM meshgemm.csl, Cannon-style) on rows x cols.
+
+    An initial skew of steps/2 shifts aligns A; then `steps` rounds, each a local tile product -- a loop over the
+    Kt x Nt weights of the B tile, each step one fmac of length Mt -- overlapped with the shift of the next A and B
+    tiles to a PE <= gemm_shift_hops away (double buffers). A round costs its task switch (one standalone op) plus
+    the longer of compute and shift.
+    """
+    steps = max(rows, cols)
+    mt, kt, nt = cdiv(s, rows), cdiv(k, steps), cdiv(n, cols)
+    b_bytes = WEIGHT_BYTES[dtype] if weights_move else ACT_BYTES
+    w = max(wavelets(hw, mt * kt), wavelets(hw, kt * nt, b_bytes))
+    shift = Cost().add("fabric_hops", hw.gemm_shift_hops * hw.hop_latency_cycles).add("ramp", 2 * hw.ramp_latency_cycles)
+    shift.add("wavelets", w).add("coll_setup", hw.collective_setup_cycles)
+    compute = local_matmul(hw, kt * nt, mt, dtype if weights_move else "bf16", standalone=False)
+    per_round = Cost().add("instr_issue", hw.vector_op_issue_cycles)
+    per_round += compute if compute.total >= shift.total else shift
+    a_shift = Cost().add("fabric_hops", hw.gemm_shift_hops * hw.hop_latency_cycles).add("ramp", 2 * hw.ramp_latency_cycles)
+    a_shift.add("wavelets", wavelets(hw, mt * kt)).add("coll_setup", hw.collective_setup_cycles)
+    return per_round * steps + a_shift * (steps // 2)
+
+
+def rmsnorm_prefill(hw: WaferSpec, s: int, d: int, rows: int, cols: int, algo: str) -> Cost:
+    mt, e = cdiv(s, rows), cdiv(d, cols)
+    return vector_op(hw, mt * e, RMSNORM_VECTOR_OPS + 1) + allreduce(hw, cols, mt, algo) + nonlinear(hw, mt, RSQRT_VECTOR_OPS)
+
+
+def prefill_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, s: int) -> Cost:
+    """All `s` prompt tokens through one subgraph (the head only for the last token, as the graph does)."""
+    c = Cost()
+    if sg.kind == "attn":
+        d = sg.matmuls[0].k
+        nh, hd = sg.n_heads, sg.head_dim
+        mt = cdiv(s, rows)
+        c += rmsnorm_prefill(hw, s, d, rows, cols, algo)
+        n_in = sum(m.n for m in sg.matmuls if "o_proj" not in m.name)
+        c += gemm(hw, s, d, n_in, rows, cols, dtype)
+        c += vector_op(hw, mt * cdiv((nh + sg.n_kv_heads) * hd, cols), ROPE_VECTOR_OPS)
+        c += gemm(hw, s, nh * hd, s, rows, cols, dtype, weights_move=False)  # Q K^T, all heads (causal not skipped)
+        scores = nh * mt * cdiv(s, cols)
+        c += vector_op(hw, scores, SOFTMAX_VECTOR_OPS + 1)
+        c += nonlinear(hw, scores, EXP_VECTOR_OPS) + nonlinear(hw, nh * mt, RECIP_VECTOR_OPS)
+        c += allreduce(hw, cols, nh * mt, algo) * 2  # row max, row sum
+        c += gemm(hw, s, s, nh * hd, rows, cols, dtype, weights_move=False)  # P V
+        for m in sg.matmuls:
+            if "o_proj" in m.name:
+                c += gemm(hw, s, m.k, m.n, rows, cols, dtype)
+    elif sg.kind == "mlp":
+        gu = [m for m in sg.matmuls if "down" not in m.name]
+        d, ff2 = gu[0].k, sum(m.n for m in gu)
+        c += rmsnorm_prefill(hw, s, d, rows, cols, algo)
+        c += gemm(hw, s, d, ff2, rows, cols, dtype)
+        act = cdiv(s, rows) * cdiv(ff2 // 2, cols)
+        c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)
+        for m in sg.matmuls:
+            if "down" in m.name:
+                c += gemm(hw, s, m.k, m.n, rows, cols, dtype)
+    elif sg.kind == "head":
+        c += decode_subgraph(hw, sg, rows, cols, dtype, algo, 0)
+    elif sg.kind == "embed":
+        c += vector_op(hw, cdiv(s, rows) * cdiv(sg.gather_cols, cols))
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ single GEMV
+def gemv_benchmark(hw: WaferSpec, m: int, n: int, rows: int, cols: int, algo: str) -> Cost:
+    """WaferLLM's MeshGEMV micro-benchmark: [1,M] x [M,N] at 16 bit, local GEMV then one allreduce."""
+    return gemv(hw, m, n, rows, cols, "bf16", algo)
+
+
+def hidden_bytes(d_model: int, tokens: int = 1) -> int:
+    return d_model * ACT_BYTES * tokens
+
+
+def token_bytes(tokens: int = 1) -> int:
+    return TOKEN_ID_BYTES * tokens

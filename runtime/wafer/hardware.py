@@ -1,0 +1,140 @@
+"""Hardware: a WaferSpec (msgspec) loaded from a TOML preset shipped in `presets/`, any field overridable by a user TOML.
+
+Every value in the presets carries a comment naming its source (public figures, /work/shared/wafer/HARDWARE.md);
+the four kernel constants marked "fitted" were fitted to the three WaferLLM calibration points only
+(see bench/wafer_validation.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import msgspec
+
+from .errors import WaferError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRESET_DIR = Path(__file__).parent / "presets"
+HARDWARE_PRESETS = ("wse2", "wse3")
+WEIGHT_BLOCK_BYTES = 64  # one quantization block: 32 weights x 16 bit; a PE must hold at least one
+
+
+class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One wafer-scale engine (and how several are linked). Units are in the names."""
+
+    name: str
+    # -- the mesh
+    mesh_width_pes: int  # usable PE columns (x)
+    mesh_height_pes: int  # usable PE rows (y)
+    sram_bytes_per_pe: int
+    sram_reserved_bytes_per_pe: int  # program text, stack, fabric queues: not available to tensors
+    clock_hz: float
+    macs_per_cycle_16bit: int  # 16-bit FMACs per PE per cycle (SIMD width)
+    sram_read_bytes_per_cycle: int  # per PE
+    # -- the fabric
+    hop_latency_cycles: float  # alpha: one hardware-forwarded router hop
+    ramp_latency_cycles: float  # T_R: router <-> core
+    link_bytes_per_cycle: int  # one wavelet per cycle per direction
+    routable_colors: int  # virtual channels a program may route
+    # -- beyond one wafer
+    wafer_link_bytes_per_s: float
+    wafer_link_latency_s: float
+    host_io_bytes_per_s: float
+    host_io_latency_s: float
+    # -- the PE software (kernel) constants
+    vector_op_issue_cycles: float  # one standalone DSD vector instruction: DSR loads, address setup, call/return
+    loop_step_cycles: float  # one step of a GEMV/GEMM loop (one fmac row inside @map)
+    collective_setup_cycles: float  # per collective phase or mesh shift: fabric queue/DSD setup
+    relay_alu_cycles: float  # the add inside a software relay (Luczynski's "+1" in (2 T_R + 1))
+    gemm_shift_hops: int  # MeshGEMM's interleaved cyclic shift: every transfer spans at most this many hops
+
+    @property
+    def pes_per_wafer(self) -> int:
+        return self.mesh_width_pes * self.mesh_height_pes
+
+    @property
+    def tensor_bytes_per_pe(self) -> int:
+        return self.sram_bytes_per_pe - self.sram_reserved_bytes_per_pe
+
+    @property
+    def relay_cycles(self) -> float:
+        """beta: one software relay = ramp down + add + ramp up (Luczynski et al. HPDC'24: 2 T_R + 1)."""
+        return 2 * self.ramp_latency_cycles + self.relay_alu_cycles
+
+
+def _validate(spec: WaferSpec, origin: str) -> WaferSpec:
+    def bad(msg: str) -> WaferError:
+        return WaferError(f"hardware {origin}: {msg}")
+
+    for field in ("mesh_width_pes", "mesh_height_pes", "macs_per_cycle_16bit", "sram_read_bytes_per_cycle",
+                  "link_bytes_per_cycle", "routable_colors", "gemm_shift_hops"):
+        if getattr(spec, field) <= 0:
+            raise bad(f"{field} must be > 0 (got {getattr(spec, field)})")
+    for field in ("clock_hz", "wafer_link_bytes_per_s", "host_io_bytes_per_s"):
+        if not getattr(spec, field) > 0:
+            raise bad(f"{field} must be > 0 (got {getattr(spec, field)})")
+    for field in ("hop_latency_cycles", "ramp_latency_cycles", "wafer_link_latency_s", "host_io_latency_s",
+                  "vector_op_issue_cycles", "loop_step_cycles", "collective_setup_cycles", "relay_alu_cycles",
+                  "sram_reserved_bytes_per_pe"):
+        if getattr(spec, field) < 0:
+            raise bad(f"{field} must not be negative (got {getattr(spec, field)})")
+    if spec.tensor_bytes_per_pe < WEIGHT_BLOCK_BYTES:
+        raise bad(
+            f"sram_bytes_per_pe {spec.sram_bytes_per_pe} minus reserved {spec.sram_reserved_bytes_per_pe} "
+            f"is smaller than one weight block ({WEIGHT_BLOCK_BYTES} bytes)"
+        )
+    return spec
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise WaferError(f"hardware file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise WaferError(f"hardware file {path} is not valid TOML: {e}") from None
+
+
+def spec_from_dict(data: dict, origin: str) -> WaferSpec:
+    known = set(WaferSpec.__struct_fields__)
+    unknown = sorted(set(data) - known - {"base"})
+    if unknown:
+        raise WaferError(f"hardware {origin}: unknown field '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    data = {k: v for k, v in data.items() if k != "base"}
+    try:
+        spec = msgspec.convert(data, WaferSpec, strict=False)
+    except msgspec.ValidationError as e:
+        raise WaferError(f"hardware {origin}: {e}") from None
+    return _validate(spec, origin)
+
+
+def load_preset_dict(name: str) -> dict:
+    if name not in HARDWARE_PRESETS:
+        raise WaferError(f"unknown hardware preset '{name}' (known: {', '.join(HARDWARE_PRESETS)}, or a .toml file)")
+    return _read_toml(PRESET_DIR / f"{name}.toml")
+
+
+def load_hardware(name_or_path: str = "wse3", clock_hz: float | None = None) -> WaferSpec:
+    """A preset name ("wse2", "wse3") or a user TOML: `base = "wse3"` (default) plus any fields to override."""
+    if name_or_path in HARDWARE_PRESETS:
+        data, origin = load_preset_dict(name_or_path), name_or_path
+    else:
+        path = Path(name_or_path)
+        if path.suffix != ".toml" and not path.exists():
+            raise WaferError(
+                f"unknown hardware '{name_or_path}' (known: {', '.join(HARDWARE_PRESETS)}, or a .toml file)"
+            )
+        user = _read_toml(path)
+        data = load_preset_dict(str(user.get("base", "wse3")))
+        data.update(user)
+        data.setdefault("name", path.stem)
+        origin = str(path.name)
+    if clock_hz is not None:
+        data["clock_hz"] = clock_hz
+    return spec_from_dict(data, origin)

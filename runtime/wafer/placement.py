@@ -1,0 +1,256 @@
+"""Mapping / placement: every subgraph gets a rectangle of PEs sized so its weights, KV cache and working buffers stay
+resident in SRAM; rectangles are laid out serpentine so consecutive ones are neighbours; a model larger than one wafer
+spills over several, with only the hidden state crossing between them.
+
+A layer's attention and MLP blocks share one rectangle (WaferLLM's per-layer P x P grid): the residual stream never
+leaves it and both GEMV chains use the whole grid. The embedding table and the LM head take as many layer-sized tiles
+as their weights need. The per-layer grid is forced (`--grid RxC`) or chosen: the square grid that minimises the
+per-token decode latency among those that fit the wafers allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import msgspec
+
+from .cost import COLORS_PER_AXIS, cdiv
+from .errors import WaferError
+from .hardware import WaferSpec
+from .workload import ACT_BYTES, WEIGHT_BYTES, Subgraph, Workload
+
+MAX_WAFERS = 256  # beyond this the plan is refused (no deployment of that size is published)
+
+
+class Region(msgspec.Struct):
+    name: str  # embed | layers.{i} | head
+    subgraphs: list[str]
+    wafer: int
+    x: int  # PE column of the top-left corner on its wafer
+    y: int  # PE row
+    width: int  # PEs along x (grid columns)
+    height: int  # PEs along y (grid rows)
+    tiles: int  # layer-sized tiles merged into this region
+    sram_bytes_per_pe: int  # most loaded PE: weights + KV + buffers
+
+
+class Placement(msgspec.Struct):
+    grid_rows: int
+    grid_cols: int
+    tiles_x: int  # tiles per wafer row
+    tiles_y: int
+    wafers_used: int
+    regions: list[Region]
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+# ------------------------------------------------------------------------------------------------ residency
+def sram_per_pe(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, tiles: int = 1) -> int:
+    """Bytes on the most loaded PE of a rows x cols grid (tiles: merged layer tiles along x, for embed/head)."""
+    wb = WEIGHT_BYTES[dtype]
+    if sg.kind == "embed":
+        per = cdiv(sg.gather_rows, rows) * cdiv(sg.gather_cols, cols * tiles)
+        return int(math.ceil(per * wb)) + cdiv(sg.gather_cols, cols * tiles) * ACT_BYTES
+    weights = 0.0
+    buffers = 0
+    for m in sg.matmuls:
+        # projections alternate their K axis: rows for qkv, gate_up, lm_head; columns for o_proj and down_proj
+        k_axis, n_axis = (cols * tiles, rows) if ("o_proj" in m.name or "down" in m.name) else (rows, cols * tiles)
+        weights += cdiv(m.k, k_axis) * cdiv(m.n, n_axis) * wb
+        buffers += 2 * cdiv(m.n, n_axis) + cdiv(m.k, k_axis)  # partial sums (double buffered) + input slice
+    vectors = sg.vector_params  # gammas and biases: a slice on each PE, bounded by their total
+    vec_pe = min(vectors, cdiv(vectors, min(rows, cols))) * ACT_BYTES
+    kv = 0
+    if sg.kind == "attn":
+        kvc, cc = cdiv(sg.n_kv_heads * sg.head_dim, cols), cdiv(context, rows)
+        kv = 2 * kvc * cc * ACT_BYTES
+        buffers += (sg.n_heads // sg.n_kv_heads) * max(1, kvc // sg.head_dim) * cc  # scores
+    return int(math.ceil(weights)) + vec_pe + kv + buffers * ACT_BYTES
+
+
+def layer_sram_per_pe(layer: list[Subgraph], rows: int, cols: int, dtype: str, context: int) -> int:
+    return sum(sram_per_pe(sg, rows, cols, dtype, context) for sg in layer)
+
+
+def _tiles_for(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, cap: int) -> int:
+    for k in range(1, 65):
+        if sram_per_pe(sg, rows, cols, dtype, context, k) <= cap:
+            return k
+    raise WaferError(f"{sg.name} does not fit in 64 tiles of {rows}x{cols} PEs: use a larger --grid")
+
+
+def _layers(w: Workload) -> list[list[Subgraph]]:
+    layers: dict[int, list[Subgraph]] = {}
+    for sg in w.subgraphs:
+        if sg.layer >= 0:
+            layers.setdefault(sg.layer, []).append(sg)
+    return [layers[i] for i in sorted(layers)]
+
+
+def total_sram_need(w: Workload, dtype: str, context: int) -> int:
+    """Bytes the model needs resident, without padding: weights + KV cache at `context`."""
+    kv = sum(sg.kv_bytes_per_token for sg in w.subgraphs) * context
+    return w.weight_bytes(dtype) + kv
+
+
+def _grid_fits_mesh(hw: WaferSpec, rows: int, cols: int) -> bool:
+    return rows <= hw.mesh_height_pes and cols <= hw.mesh_width_pes
+
+
+# ------------------------------------------------------------------------------------------------ plan
+def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context: int) -> Placement | None:
+    """Serpentine placement for a rows x cols layer grid; None if a layer does not fit its tile."""
+    cap = hw.tensor_bytes_per_pe
+    layers = _layers(w)
+    need = max(layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers)
+    if need > cap:
+        return None
+    embed, head = w.by_kind("embed")[0], w.by_kind("head")[0]
+    ke = _tiles_for(embed, rows, cols, dtype, context, cap)
+    kh = _tiles_for(head, rows, cols, dtype, context, cap)
+    tx, ty = hw.mesh_width_pes // cols, hw.mesh_height_pes // rows
+    per_wafer = tx * ty
+    units = [("embed", [embed.name], ke, sram_per_pe(embed, rows, cols, dtype, context, ke))]
+    for i, layer in enumerate(layers):
+        units.append((f"layers.{i}", [sg.name for sg in layer], 1, layer_sram_per_pe(layer, rows, cols, dtype, context)))
+    units.append(("head", [head.name], kh, sram_per_pe(head, rows, cols, dtype, context, kh)))
+    regions, t = [], 0
+    for name, sgs, k, sram in units:
+        if k > tx:  # a multi-tile region must sit in one wafer row
+            return None
+        if (t % per_wafer) // tx != ((t + k - 1) % per_wafer) // tx or (t // per_wafer) != ((t + k - 1) // per_wafer):
+            t = (t // tx + 1) * tx  # start the region on the next tile row
+        wafer, local = divmod(t, per_wafer)
+        row, col = divmod(local, tx)
+        if row % 2 == 1:  # serpentine: odd tile rows run right to left
+            col = tx - col - k
+        regions.append(Region(name, sgs, wafer, col * cols, row * rows, cols * k, rows, k, sram))
+        t += k
+    return Placement(rows, cols, tx, ty, regions[-1].wafer + 1, regions)
+
+
+def shortfall_error(w: Workload, hw: WaferSpec, dtype: str, context: int, wafers: int, detail: str = "",
+                    fit: int | None = None) -> WaferError:
+    """`fit`: wafers the placement actually needs (rectangles waste some PEs); else the SRAM lower bound."""
+    need = total_sram_need(w, dtype, context)
+    have = wafers * hw.pes_per_wafer * hw.tensor_bytes_per_pe
+    fit = fit or math.ceil(need / (hw.pes_per_wafer * hw.tensor_bytes_per_pe))
+    head = f"{w.name} at {dtype} with a {context}-token context needs {fmt_bytes(need)} of SRAM; {wafers} x {hw.name} "
+    head += f"hold{'s' if wafers == 1 else ''} {fmt_bytes(have)} for tensors"
+    if need > have:
+        short = f"short by {fmt_bytes(need - have)}{detail}"
+    else:  # enough SRAM in total, but layers are whole rectangles and rectangles leave PEs idle
+        per_wafer = hw.pes_per_wafer * hw.tensor_bytes_per_pe
+        short = (f"but layers are placed as whole rectangles{detail}: short by {fit - wafers} wafer"
+                 f"{'s' if fit - wafers != 1 else ''} ({fmt_bytes((fit - wafers) * per_wafer)})")
+    return WaferError(f"{head}{',' if need <= have else ':'} {short}; it fits on {fit} wafer{'s' if fit != 1 else ''} (--wafers {fit}) "
+                      "or with a smaller --dtype/--context")
+
+
+def place(
+    w: Workload, hw: WaferSpec, dtype: str, context: int, grid: tuple[int, int] | None, wafers: int | None,
+    collective: str, score: Callable[[Placement], float],
+) -> Placement:
+    """Place `w`: forced grid (wafers = as many as it needs unless --wafers) or the best square grid by `score`."""
+    if 2 * COLORS_PER_AXIS[collective] > hw.routable_colors:
+        raise WaferError(f"collective '{collective}' needs {2 * COLORS_PER_AXIS[collective]} fabric colors; {hw.name} routes {hw.routable_colors}")
+    cap = hw.tensor_bytes_per_pe
+    layers = _layers(w)
+    if grid is not None:
+        rows, cols = grid
+        if rows <= 0 or cols <= 0:
+            raise WaferError(f"grid {rows}x{cols}: both sides must be > 0")
+        if not _grid_fits_mesh(hw, rows, cols):
+            raise WaferError(f"grid {rows}x{cols} does not fit the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh of {hw.name}")
+        need = max(layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers)
+        if need > cap:
+            side = _min_square(layers, hw, dtype, context)
+            hint = f"a grid of at least {side}x{side} fits" if side else "no grid fits one wafer: lower --dtype or --context"
+            raise WaferError(
+                f"a layer of {w.name} needs {fmt_bytes(need)} per PE on a {rows}x{cols} grid but a PE holds "
+                f"{fmt_bytes(cap)} for tensors: short by {fmt_bytes(need - cap)} per PE "
+                f"({fmt_bytes((need - cap) * rows * cols)} over the grid); {hint}"
+            )
+        p = _plan(w, hw, rows, cols, dtype, context)
+        if p is None:
+            raise WaferError(f"the embedding or LM head of {w.name} does not fit a row of {rows}x{cols} tiles on {hw.name}")
+        if p.wafers_used > MAX_WAFERS:
+            raise WaferError(f"grid {rows}x{cols} needs {p.wafers_used} wafers (more than {MAX_WAFERS})")
+        if wafers is not None and p.wafers_used > wafers:
+            raise shortfall_error(w, hw, dtype, context, wafers, f" (a {rows}x{cols} grid per layer needs {p.wafers_used} wafers)",
+                                  fit=p.wafers_used)
+        return p
+    side_min = _min_square(layers, hw, dtype, context)
+    if side_min is None:
+        need = max(layer_sram_per_pe(layer, 1, 1, dtype, context) for layer in layers)
+        raise WaferError(
+            f"one layer of {w.name} at {dtype} with a {context}-token context needs about {fmt_bytes(need)}, more than "
+            f"one {hw.name} wafer holds ({fmt_bytes(hw.pes_per_wafer * cap)}): short by "
+            f"{fmt_bytes(need - hw.pes_per_wafer * cap)}; layers are not split across wafers: lower --dtype or --context"
+        )
+    plans = [p for p in (_plan(w, hw, r, c, dtype, context) for r, c in _auto_candidates(hw, side_min))
+             if p is not None and p.wafers_used <= MAX_WAFERS]
+    if not plans:
+        raise shortfall_error(w, hw, dtype, context, MAX_WAFERS)
+    limit = wafers if wafers is not None else min(p.wafers_used for p in plans)
+    ok = [p for p in plans if p.wafers_used <= limit]
+    if not ok:
+        raise shortfall_error(w, hw, dtype, context, limit, fit=min(p.wafers_used for p in plans))
+    return min(ok, key=score)
+
+
+def _auto_candidates(hw: WaferSpec, side_min: int) -> list[tuple[int, int]]:
+    """Grids worth scoring: rectangles that tile the mesh exactly (tx x ty tiles per wafer, no PE left idle) and
+    squares from the smallest that fits up to the mesh (sampled: ~64 sizes)."""
+    side_max = min(hw.mesh_width_pes, hw.mesh_height_pes)
+    cands = {(hw.mesh_height_pes // ty, hw.mesh_width_pes // tx) for tx in range(1, 33) for ty in range(1, 33)}
+    step = max(1, (side_max - side_min) // 64)
+    cands |= {(s, s) for s in range(side_min, side_max + 1, step)}
+    return sorted(c for c in cands if c[0] * c[1] >= side_min * side_min // 2)
+
+
+def _min_square(layers, hw: WaferSpec, dtype: str, context: int) -> int | None:
+    """Smallest square side whose per-PE need fits (binary search: the need falls as the grid grows)."""
+    cap = hw.tensor_bytes_per_pe
+    hi = min(hw.mesh_width_pes, hw.mesh_height_pes)
+    fits = lambda s: max(layer_sram_per_pe(layer, s, s, dtype, context) for layer in layers[:1]) <= cap  # noqa: E731
+    if not fits(hi):
+        return None
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    # layers of one model share their shapes; confirm on all of them
+    while lo <= min(hw.mesh_width_pes, hw.mesh_height_pes) and max(layer_sram_per_pe(l, lo, lo, dtype, context) for l in layers) > cap:
+        lo += 1
+    return lo if lo <= min(hw.mesh_width_pes, hw.mesh_height_pes) else None
+
+
+def gemv_grid(hw: WaferSpec, m: int, n: int, grid: tuple[int, int] | None, score: Callable[[int, int], float]) -> tuple[int, int]:
+    """Grid for a single [1,M]x[M,N] GEMV: forced, or the best square that holds the matrix at 16 bit."""
+    cap = hw.tensor_bytes_per_pe
+    need = lambda r, c: (cdiv(m, r) * cdiv(n, c) + 2 * cdiv(n, c) + cdiv(m, r)) * ACT_BYTES  # noqa: E731
+    if grid is not None:
+        r, c = grid
+        if r <= 0 or c <= 0:
+            raise WaferError(f"grid {r}x{c}: both sides must be > 0")
+        if not _grid_fits_mesh(hw, r, c):
+            raise WaferError(f"grid {r}x{c} does not fit the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh of {hw.name}")
+        if need(r, c) > cap:
+            raise WaferError(f"GEMV {m}x{n} needs {fmt_bytes(need(r, c))} per PE on {r}x{c}: short by {fmt_bytes(need(r, c) - cap)} per PE")
+        return r, c
+    sides = [s for s in range(1, min(hw.mesh_width_pes, hw.mesh_height_pes) + 1) if need(s, s) <= cap]
+    if not sides:
+        total = m * n * ACT_BYTES
+        raise WaferError(f"GEMV {m}x{n} needs {fmt_bytes(total)}, more than one {hw.name} wafer holds ({fmt_bytes(hw.pes_per_wafer * cap)})")
+    return min(((s, s) for s in sides), key=lambda g: score(*g))

@@ -1,0 +1,135 @@
+"""Reports: msgspec Structs (the JSON of `--json`, the LSP's waferline/simulate) and a text table."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .cost import COMPONENTS
+
+
+class SubgraphReport(msgspec.Struct):
+    name: str
+    kind: str
+    region: str
+    pes: int  # PEs of the rectangle the subgraph runs on (a layer's attn and mlp share one)
+    grid: str  # rows x cols of its GEMV grid
+    sram_bytes_per_pe: int  # this subgraph's share on the most loaded PE
+    sram_use_pct: float  # of the PE's whole SRAM
+    weight_bytes: int
+    kv_bytes: int
+    macs_per_token: int
+    seconds: float  # decode, per token
+    prefill_seconds: float  # the whole prompt
+    breakdown: dict[str, float]  # decode seconds per component
+
+
+class RegionReport(msgspec.Struct):
+    name: str
+    subgraphs: list[str]
+    wafer: int
+    x: int
+    y: int
+    width: int
+    height: int
+    sram_bytes_per_pe: int
+    sram_use_pct: float
+
+
+class Report(msgspec.Struct):
+    model: str
+    workload_source: str  # "graph" (ONNX partition) | "arch"
+    hardware: str
+    dtype: str
+    collective: str
+    clock_hz: float
+    grid: str  # per-layer rows x cols
+    grid_forced: bool
+    wafers_used: int
+    pes_used: int
+    context: int
+    prompt_len: int
+    per_token_latency_s: float
+    decode_tokens_per_s: float
+    prefill_s: float
+    ttft_s: float
+    prefill_tokens_per_s: float
+    breakdown: dict[str, float]  # decode seconds per token by component
+    prefill_breakdown: dict[str, float]
+    wafer_crossings_per_token: int
+    weight_bytes: int
+    kv_bytes: int
+    # first-principles figure beside the speed (as gpt-fast prints GB/s): weight bytes read per second of decode
+    effective_sram_read_bytes_per_s: float
+    subgraphs: list[SubgraphReport]
+    regions: list[RegionReport]
+
+
+class GemvReport(msgspec.Struct):
+    m: int
+    n: int
+    hardware: str
+    collective: str
+    clock_hz: float
+    grid: str
+    pes: int
+    seconds: float
+    breakdown: dict[str, float]
+
+
+def _us(s: float) -> str:
+    return f"{s * 1e6:9.2f}"
+
+
+def format_table(r: Report, max_layers: int = 2) -> str:
+    """Per-subgraph table (first `max_layers` layers, then the rest summed) and the totals."""
+    cols = [c for c in COMPONENTS if any(sg.breakdown.get(c) for sg in r.subgraphs)]
+    head = f"{'subgraph':<16}{'PEs':>9}{'SRAM%':>7}" + "".join(f"{c[:11]:>12}" for c in cols) + f"{'us/token':>11}"
+    lines = [
+        f"{r.model} on {r.wafers_used} x {r.hardware} ({r.dtype}, {r.collective}, grid {r.grid}"
+        f"{' forced' if r.grid_forced else ' auto'}, {r.clock_hz / 1e9:.2f} GHz, context {r.context})",
+        "decode µs per token by component:",
+        head,
+        "-" * len(head),
+    ]
+
+    def row(name: str, pes: int, pct: float, bd: dict, total: float) -> str:
+        return f"{name:<16}{pes:>9}{pct:>7.1f}" + "".join(f"{bd.get(c, 0.0) * 1e6:>12.2f}" for c in cols) + f"{total * 1e6:>11.2f}"
+
+    rest: dict[str, float] = {}
+    rest_total, rest_n = 0.0, 0
+    tail = []
+    for sg in r.subgraphs:
+        layer = int(sg.name.split(".")[1]) if sg.name.startswith("layers.") else -1
+        if layer >= max_layers:
+            for k, v in sg.breakdown.items():
+                rest[k] = rest.get(k, 0.0) + v
+            rest_total += sg.seconds
+            rest_n += 1
+        elif sg.kind == "head":
+            tail.append(row(sg.name, sg.pes, sg.sram_use_pct, sg.breakdown, sg.seconds))
+        else:
+            lines.append(row(sg.name, sg.pes, sg.sram_use_pct, sg.breakdown, sg.seconds))
+    if rest_n:
+        lines.append(row(f"+{rest_n} more", 0, 0.0, rest, rest_total))
+    lines += tail
+    lines.append("-" * len(head))
+    route = {k: r.breakdown.get(k, 0.0) for k in ("region_hops", "wafer_crossing", "host_io") if r.breakdown.get(k)}
+    if route:
+        lines.append("between regions: " + ", ".join(f"{k} {v * 1e6:.2f} µs" for k, v in route.items())
+                     + f" ({r.wafer_crossings_per_token} wafer crossings per token)")
+    lines += [
+        f"per-token latency {r.per_token_latency_s * 1e6:.1f} µs  ->  decode {r.decode_tokens_per_s:,.1f} tok/s",
+        f"prefill {r.prompt_len} tokens: TTFT {r.ttft_s * 1e3:.2f} ms  ->  prefill {r.prefill_tokens_per_s:,.0f} tok/s",
+        f"weights {r.weight_bytes / 1e9:.2f} GB + KV {r.kv_bytes / 1e9:.3f} GB on {r.pes_used:,} PEs; "
+        f"effective weight reads {r.effective_sram_read_bytes_per_s / 1e12:.1f} TB/s",
+    ]
+    total = sum(r.breakdown.values()) or 1.0
+    top = sorted(r.breakdown.items(), key=lambda kv: -kv[1])[:4]
+    lines.append("decode time goes to: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in top))
+    return "\n".join(lines)
+
+
+def format_gemv(r: GemvReport) -> str:
+    parts = ", ".join(f"{k} {v * 1e9:.0f} ns" for k, v in sorted(r.breakdown.items(), key=lambda kv: -kv[1]))
+    return (f"GEMV [1,{r.m}] x [{r.m},{r.n}] on {r.hardware}, grid {r.grid} ({r.collective}, {r.clock_hz / 1e9:.2f} GHz): "
+            f"{r.seconds * 1e3:.5f} ms\n  {parts}")

@@ -1,0 +1,82 @@
+"""Cost model physics: trends the published measurements show, collective scaling, breakdown consistency."""
+
+import pytest
+
+from runtime.wafer import cost as C
+from runtime.wafer.hardware import load_hardware
+from runtime.wafer.sim import SimOptions, simulate
+from runtime.wafer.workload import load_arch, workload_for_arch
+
+HW2 = load_hardware("wse2")
+W8 = workload_for_arch(load_arch("llama3-8b"))
+
+
+def _run(grid, **kw):
+    opts = dict(grid=grid, collective="ktree", context=4096, prompt_len=4096)
+    opts.update(kw)
+    return simulate(W8, HW2, SimOptions(**opts))
+
+
+def test_decode_gets_slower_and_prefill_faster_on_a_larger_grid():
+    """WaferLLM measured LLaMA3-8B decode falling and prefill rising with the per-layer grid (360..720)."""
+    runs = [_run((p, p)) for p in (360, 420, 480, 540, 600, 660)]
+    decode = [r.decode_tokens_per_s for r in runs]
+    assert decode == sorted(decode, reverse=True)
+    prefill = [_run((p, p)).prefill_tokens_per_s for p in (360, 480, 600, 720)]
+    assert prefill == sorted(prefill)
+
+
+def test_why_decode_slows_down_latency_terms_grow_local_terms_shrink():
+    small, big = _run((360, 360)), _run((660, 660))
+    latency = ("fabric_hops", "relays")
+    local = ("compute", "instr_issue")
+    assert sum(big.breakdown[k] for k in latency) > sum(small.breakdown[k] for k in latency)
+    assert sum(big.breakdown[k] for k in local) < sum(small.breakdown[k] for k in local)
+
+
+def test_collectives_scale_as_their_algorithms_say():
+    n = 400
+    kt, pl, rg = (C.allreduce(HW2, n, 16, a) for a in ("ktree", "pipeline", "ring"))
+    assert kt.total < pl.total < rg.total  # decode-sized messages: latency decides
+    assert pl.cycles["relays"] == pytest.approx((n - 1) * HW2.relay_cycles)  # vendor chain: N relays
+    assert pl.cycles["fabric_hops"] == pytest.approx(2 * (n - 1) * HW2.hop_latency_cycles)  # ... and 2N hops
+    assert kt.cycles["relays"] < 2.5 * n ** 0.5 * HW2.relay_cycles  # K=2 tree: ~sqrt(N) relays
+    assert C.allreduce(HW2, 1, 16, "ktree").total == 0
+
+
+def test_breakdown_adds_up_and_components_are_known():
+    r = _run((420, 420))
+    assert sum(r.breakdown.values()) == pytest.approx(r.per_token_latency_s, rel=1e-9)
+    assert r.decode_tokens_per_s == pytest.approx(1 / r.per_token_latency_s)
+    assert set(r.breakdown) <= set(C.COMPONENTS)
+    assert r.breakdown["wafer_crossing"] > 0 and r.wafers_used > 1  # 420x420 per layer spills over wafers
+    sub_sum = sum(s.seconds for s in r.subgraphs)
+    assert sub_sum < r.per_token_latency_s  # the rest is hops between regions and crossings
+
+
+def test_precision_trades_sram_for_unpacking():
+    w70 = workload_for_arch(load_arch("llama3.1-70b"))
+    hw3 = load_hardware("wse3")
+    bf16 = simulate(w70, hw3, SimOptions(dtype="bf16", collective="pipeline"))
+    int4 = simulate(w70, hw3, SimOptions(dtype="int4", collective="pipeline"))
+    assert int4.wafers_used < bf16.wafers_used
+    assert int4.weight_bytes < 0.3 * bf16.weight_bytes
+
+
+def test_longer_context_costs_sram_and_time():
+    short, long = _run((420, 420), context=2048, prompt_len=1024), _run((420, 420), context=8192, prompt_len=1024)
+    assert long.kv_bytes == 4 * short.kv_bytes
+    assert long.per_token_latency_s > short.per_token_latency_s
+
+
+def test_wse3_is_faster_than_wse2_for_the_same_plan():
+    w3 = simulate(W8, load_hardware("wse3"), SimOptions(grid=(420, 420), context=4096))
+    assert w3.decode_tokens_per_s > _run((420, 420)).decode_tokens_per_s
+
+
+def test_clock_scales_time():
+    hw = load_hardware("wse2", clock_hz=0.55e9)
+    slow = simulate(W8, hw, SimOptions(grid=(420, 420), context=4096, prompt_len=4096))
+    fast = _run((420, 420))
+    cycles_only = slow.per_token_latency_s - slow.breakdown.get("wafer_crossing", 0)
+    assert cycles_only == pytest.approx(2 * (fast.per_token_latency_s - fast.breakdown.get("wafer_crossing", 0)), rel=0.02)
