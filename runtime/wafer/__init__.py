@@ -4,8 +4,8 @@ Four parts kept apart (as Timeloop and LLMCompass do):
     hardware.py   WaferSpec from TOML presets (wse2, wse3) + user overrides
     workload.py   the decoder's ONNX graph cut into tile subgraphs (embedding, attention, MLP, head)
     placement.py  rectangles of PEs sized for SRAM residency, serpentine over one or more wafers
-    cost.py       per-token decode and per-prompt prefill: local MACs, SRAM, collectives, hops, crossings, host I/O
-sim.py ties them together; report.py / plot.py / cli.py present the result; partition.py runs the cut graph in
+    cost.py       per-token decode and per-chunk prefill: local MACs, SRAM, collectives, hops, crossings, host I/O
+sim.py ties them together (and pipelines an auto-placed prompt through the layers in chunks); report.py / plot.py / cli.py present the result; partition.py runs the cut graph in
 ONNX Runtime to prove that what is simulated is what is served.
 """
 

@@ -2,7 +2,8 @@
 
     waferline simulate (--arch NAME | --arch-file F | --model NAME_OR_BUNDLE_DIR) [--hardware wse2|wse3|FILE.toml]
                        [--wafers N] [--grid RxC|auto] [--collective ktree|pipeline|ring] [--clock-hz F]
-                       [--dtype bf16|int8|int4] [--prompt-len P] [--context C] [--json] [--plot OUT.png]
+                       [--dtype bf16|int8|int4] [--prompt-len P] [--context C] [--prefill-chunk T]
+                       [--json] [--plot OUT.png]
     waferline simulate --gemv MxN [--hardware ...] [--grid RxC|auto] [--collective ...] [--json]
 """
 
@@ -38,6 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bf16", choices=("bf16", "int8", "int4"), help="weight precision on the wafer")
     p.add_argument("--prompt-len", type=int, default=1024, metavar="P", help="prompt tokens for TTFT (default: %(default)s)")
     p.add_argument("--context", type=int, default=4096, metavar="C", help="KV positions resident (default: %(default)s)")
+    p.add_argument("--prefill-chunk", type=int, metavar="T",
+                   help="auto placement: tokens per layer-pipelined prefill chunk (default: the TTFT-optimal one that fits SRAM)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write the wafer heat-map and latency bars")
     return p
@@ -100,6 +103,7 @@ def run_case(fields: dict):
     opts = SimOptions(
         dtype=fields.get("dtype", "bf16"), collective=collective, grid=grid, wafers=fields.get("wafers"),
         prompt_len=fields.get("prompt_len", 1024), context=fields.get("context", 4096),
+        prefill_chunk=fields.get("prefill_chunk"),
     )
     return simulate(w, hw, opts)
 

@@ -16,6 +16,14 @@ Why decode gets slower on a bigger grid: a GEMV's local work shrinks as 1/(R*C) 
 but every allreduce along a line of n PEs costs ~n hops (alpha) plus sqrt(n) (ktree) or n (pipeline) software relays
 (beta): decode is latency-bound. Prefill (MeshGEMM, Cannon-style) does P shift steps of O(1) latency each, while its
 local work per step falls as 1/P^3: its total falls as 1/P until the per-step latency dominates, so prefill gets faster.
+
+Two prefill kernels per layer (sim.py chooses and pipelines them over chunks of the prompt):
+    prefill_subgraph   MeshGEMM over `s` tokens after `past` cached ones; the weights travel round the grid. With the
+                       whole prompt and past = 0 it is WaferLLM's prefill (the forced-grid path and calibration point 3).
+    decode_subgraph    with tokens = T > 1, the weight-stationary stream kernel: decode's GEMV dataflow with the chunk
+                       as a batch (loops of T x Kt fmac steps of length Nt, allreduces of T x Nt values). Its per-token
+                       work is decode's local work; its per-chunk cost is decode's latency (hops, relays, issue), so
+                       short chunks are latency-bound and long ones lengthen the layer pipeline's fill.
 """
 
 from __future__ import annotations
@@ -178,69 +186,78 @@ def host_io(hw: WaferSpec, nbytes: int) -> Cost:
 
 
 # ------------------------------------------------------------------------------------------------ decode (GEMV)
-def gemv(hw: WaferSpec, k: int, n: int, k_axis: int, n_axis: int, dtype: str, algo: str) -> Cost:
-    """y[1,N] = x[1,K] W[K,N] with K split over a line of `k_axis` PEs and N over `n_axis`: local + allreduce."""
+def gemv(hw: WaferSpec, k: int, n: int, k_axis: int, n_axis: int, dtype: str, algo: str, tokens: int = 1) -> Cost:
+    """y[T,N] = x[T,K] W[K,N] with K split over a line of `k_axis` PEs and N over `n_axis`: one local loop of T x Kt
+    fmac steps of length Nt (the weights stay put), then one allreduce of T x Nt values. T = 1: decode."""
     kt, nt = cdiv(k, k_axis), cdiv(n, n_axis)
-    return local_matmul(hw, kt, nt, dtype) + allreduce(hw, k_axis, nt, algo)
+    return local_matmul(hw, tokens * kt, nt, dtype) + allreduce(hw, k_axis, tokens * nt, algo)
 
 
-def rmsnorm_decode(hw: WaferSpec, d: int, axis: int, algo: str, skip: bool) -> Cost:
+def rmsnorm_decode(hw: WaferSpec, d: int, axis: int, algo: str, skip: bool, tokens: int = 1) -> Cost:
     e = cdiv(d, axis)
-    c = vector_op(hw, e, RMSNORM_VECTOR_OPS + (1 if skip else 0))
-    return c + allreduce(hw, axis, 1, algo) + nonlinear(hw, 1, RSQRT_VECTOR_OPS)
+    c = vector_op(hw, tokens * e, RMSNORM_VECTOR_OPS + (1 if skip else 0))
+    return c + allreduce(hw, axis, tokens, algo) + nonlinear(hw, tokens, RSQRT_VECTOR_OPS)
 
 
-def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, context: int) -> Cost:
-    """One token through one subgraph on a rows x cols GEMV grid (WaferLLM's alternating-axis layout:
-    a projection reduces along rows (y), the next along columns (x), so no transpose is ever needed)."""
+def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, context: int,
+                    tokens: int = 1) -> Cost:
+    """`tokens` consecutive tokens through one subgraph on a rows x cols GEMV grid (WaferLLM's alternating-axis
+    layout: a projection reduces along rows (y), the next along columns (x), so no transpose is ever needed).
+
+    tokens = 1 is decode. tokens > 1 is the weight-stationary stream kernel of pipelined prefill: the same dataflow
+    with the chunk as a batch -- weights never move, each GEMV loop runs tokens x Kt fmac steps of length Nt, each
+    allreduce carries tokens x Nt values (its latency paid once per chunk), every query of the chunk attends over
+    all `context` positions (causal masking not skipped, as in the MeshGEMM prefill).
+    """
+    q = tokens
     c = Cost()
     if sg.kind == "attn":
         d = sg.matmuls[0].k
-        c += rmsnorm_decode(hw, d, rows, algo, skip=sg.layer > 0)
+        c += rmsnorm_decode(hw, d, rows, algo, skip=sg.layer > 0, tokens=q)
         proj = [m for m in sg.matmuls if "o_proj" not in m.name]
         out = [m for m in sg.matmuls if "o_proj" in m.name]
         n_in = sum(m.n for m in proj)
-        c += gemv(hw, d, n_in, rows, cols, dtype, algo)  # q, k, v (fused when separate: one shared reduction)
+        c += gemv(hw, d, n_in, rows, cols, dtype, algo, q)  # q, k, v (fused when separate: one shared reduction)
         if sg.ops.get("Add"):
-            c += vector_op(hw, cdiv(n_in, cols))  # qkv bias
+            c += vector_op(hw, q * cdiv(n_in, cols))  # qkv bias
         nh, nkv, hd = sg.n_heads, sg.n_kv_heads, sg.head_dim
         group = nh // nkv
-        c += vector_op(hw, cdiv((nh + nkv) * hd, cols), ROPE_VECTOR_OPS)
+        c += vector_op(hw, q * cdiv((nh + nkv) * hd, cols), ROPE_VECTOR_OPS)
         # KV cache: kv heads x head_dim along x (cols), context along y (rows); q heads of a group share their kv head
         kvc, cc = cdiv(nkv * hd, cols), cdiv(context, rows)
         heads_pe = max(1, kvc // hd)  # whole kv heads held by one PE (when cols < kv heads)
         seg = max(1, cdiv(cols, nkv))  # PEs that share one kv head along x: the score reduction stays inside them
-        c += vector_op(hw, kvc, 2)  # append this token's k and v to the cache
-        c += local_matmul(hw, kvc, cc, "bf16", batches=group)  # scores q.K over the local head slice
-        c += allreduce(hw, seg, group * heads_pe * cc, algo)
-        scores = group * heads_pe * cc
+        c += vector_op(hw, q * kvc, 2)  # append the chunk's k and v to the cache
+        c += local_matmul(hw, kvc, cc, "bf16", batches=group * q)  # scores q.K over the local head slice
+        scores = q * group * heads_pe * cc
+        c += allreduce(hw, seg, scores, algo)
         c += vector_op(hw, scores)  # 1/sqrt(head_dim)
         c += vector_op(hw, scores, SOFTMAX_VECTOR_OPS)
-        c += allreduce(hw, rows, group * heads_pe, algo) * 2  # softmax max and sum over the context axis
-        c += nonlinear(hw, scores, EXP_VECTOR_OPS) + nonlinear(hw, group * heads_pe, RECIP_VECTOR_OPS)  # exp, 1/sum
-        c += local_matmul(hw, cc, kvc, "bf16", batches=group)  # probabilities . V
-        c += allreduce(hw, rows, group * kvc, algo)
+        c += allreduce(hw, rows, q * group * heads_pe, algo) * 2  # softmax max and sum over the context axis
+        c += nonlinear(hw, scores, EXP_VECTOR_OPS) + nonlinear(hw, q * group * heads_pe, RECIP_VECTOR_OPS)  # exp, 1/sum
+        c += local_matmul(hw, cc, kvc, "bf16", batches=group * q)  # probabilities . V
+        c += allreduce(hw, rows, q * group * kvc, algo)
         for m in out:
-            c += gemv(hw, m.k, m.n, cols, rows, dtype, algo)
+            c += gemv(hw, m.k, m.n, cols, rows, dtype, algo, q)
     elif sg.kind == "mlp":
         gu = [m for m in sg.matmuls if "down" not in m.name]
         down = [m for m in sg.matmuls if "down" in m.name]
         d = gu[0].k
         ff2 = sum(m.n for m in gu)
-        c += rmsnorm_decode(hw, d, rows, algo, skip=True)
-        c += gemv(hw, d, ff2, rows, cols, dtype, algo)
-        act = cdiv(ff2 // 2, cols)
+        c += rmsnorm_decode(hw, d, rows, algo, skip=True, tokens=q)
+        c += gemv(hw, d, ff2, rows, cols, dtype, algo, q)
+        act = q * cdiv(ff2 // 2, cols)
         c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)  # sigmoid, gate * sigmoid, * up
         for m in down:
-            c += gemv(hw, m.k, m.n, cols, rows, dtype, algo)
-    elif sg.kind == "head":
+            c += gemv(hw, m.k, m.n, cols, rows, dtype, algo, q)
+    elif sg.kind == "head":  # only the last token of a prompt reaches the head
         m = sg.matmuls[0]
         c += rmsnorm_decode(hw, m.k, rows, algo, skip=True)
         c += gemv(hw, m.k, m.n, rows, cols, dtype, algo)
         nt = cdiv(m.n, cols)
         c += vector_op(hw, nt) + allreduce(hw, cols, 2, algo)  # argmax: local max, then (value, index) over x
     elif sg.kind == "embed":
-        c += vector_op(hw, cdiv(sg.gather_cols, cols))  # copy the looked-up row slice
+        c += vector_op(hw, q * cdiv(sg.gather_cols, cols))  # copy the looked-up row slices
     return c
 
 
@@ -272,8 +289,14 @@ def rmsnorm_prefill(hw: WaferSpec, s: int, d: int, rows: int, cols: int, algo: s
     return vector_op(hw, mt * e, RMSNORM_VECTOR_OPS + 1) + allreduce(hw, cols, mt, algo) + nonlinear(hw, mt, RSQRT_VECTOR_OPS)
 
 
-def prefill_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, s: int) -> Cost:
-    """All `s` prompt tokens through one subgraph (the head only for the last token, as the graph does)."""
+def prefill_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, s: int,
+                     past: int = 0) -> Cost:
+    """`s` prompt tokens through one subgraph by MeshGEMM (the head only for the last token, as the graph does).
+
+    `past`: tokens already in the KV cache (a later chunk of a chunked prompt attends over past + s keys);
+    0 = the whole prompt at once (WaferLLM's prefill, the forced-grid path).
+    """
+    ctx = past + s
     c = Cost()
     if sg.kind == "attn":
         d = sg.matmuls[0].k
@@ -283,12 +306,12 @@ def prefill_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: s
         n_in = sum(m.n for m in sg.matmuls if "o_proj" not in m.name)
         c += gemm(hw, s, d, n_in, rows, cols, dtype)
         c += vector_op(hw, mt * cdiv((nh + sg.n_kv_heads) * hd, cols), ROPE_VECTOR_OPS)
-        c += gemm(hw, s, nh * hd, s, rows, cols, dtype, weights_move=False)  # Q K^T, all heads (causal not skipped)
-        scores = nh * mt * cdiv(s, cols)
+        c += gemm(hw, s, nh * hd, ctx, rows, cols, dtype, weights_move=False)  # Q K^T, all heads (causal not skipped)
+        scores = nh * mt * cdiv(ctx, cols)
         c += vector_op(hw, scores, SOFTMAX_VECTOR_OPS + 1)
         c += nonlinear(hw, scores, EXP_VECTOR_OPS) + nonlinear(hw, nh * mt, RECIP_VECTOR_OPS)
         c += allreduce(hw, cols, nh * mt, algo) * 2  # row max, row sum
-        c += gemm(hw, s, s, nh * hd, rows, cols, dtype, weights_move=False)  # P V
+        c += gemm(hw, s, ctx, nh * hd, rows, cols, dtype, weights_move=False)  # P V
         for m in sg.matmuls:
             if "o_proj" in m.name:
                 c += gemm(hw, s, m.k, m.n, rows, cols, dtype)

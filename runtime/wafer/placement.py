@@ -6,6 +6,9 @@ A layer's attention and MLP blocks share one rectangle (WaferLLM's per-layer P x
 leaves it and both GEMV chains use the whole grid. The embedding table and the LM head take as many layer-sized tiles
 as their weights need. The per-layer grid is forced (`--grid RxC`) or chosen: the square grid that minimises the
 per-token decode latency among those that fit the wafers allowed.
+
+Prefill needs working tiles beyond what decode reserves (a chunk's activations, MeshGEMM's in-flight weight tile):
+`prefill_sram_per_pe` counts them per kernel and chunk, `max_prefill_chunk` bounds the chunk by the PE's SRAM.
 """
 
 from __future__ import annotations
@@ -52,12 +55,14 @@ def fmt_bytes(n: float) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ residency
-def sram_per_pe(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, tiles: int = 1) -> int:
-    """Bytes on the most loaded PE of a rows x cols grid (tiles: merged layer tiles along x, for embed/head)."""
+def sram_parts(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, tiles: int = 1) -> tuple[int, int]:
+    """(resident bytes, working-buffer bytes) on the most loaded PE of a rows x cols grid (tiles: merged layer tiles
+    along x, for embed/head). Resident: weights, gammas/biases, KV cache at `context`. Buffers: one decode token's
+    inputs, partial sums and scores, every matmul's reserved separately (conservative: they are never all live)."""
     wb = WEIGHT_BYTES[dtype]
     if sg.kind == "embed":
         per = cdiv(sg.gather_rows, rows) * cdiv(sg.gather_cols, cols * tiles)
-        return int(math.ceil(per * wb)) + cdiv(sg.gather_cols, cols * tiles) * ACT_BYTES
+        return int(math.ceil(per * wb)), cdiv(sg.gather_cols, cols * tiles) * ACT_BYTES
     weights = 0.0
     buffers = 0
     for m in sg.matmuls:
@@ -72,11 +77,95 @@ def sram_per_pe(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, ti
         kvc, cc = cdiv(sg.n_kv_heads * sg.head_dim, cols), cdiv(context, rows)
         kv = 2 * kvc * cc * ACT_BYTES
         buffers += (sg.n_heads // sg.n_kv_heads) * max(1, kvc // sg.head_dim) * cc  # scores
-    return int(math.ceil(weights)) + vec_pe + kv + buffers * ACT_BYTES
+    return int(math.ceil(weights)) + vec_pe + kv, buffers * ACT_BYTES
+
+
+def sram_per_pe(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, tiles: int = 1) -> int:
+    """Bytes on the most loaded PE of a rows x cols grid (tiles: merged layer tiles along x, for embed/head)."""
+    return sum(sram_parts(sg, rows, cols, dtype, context, tiles))
 
 
 def layer_sram_per_pe(layer: list[Subgraph], rows: int, cols: int, dtype: str, context: int) -> int:
     return sum(sram_per_pe(sg, rows, cols, dtype, context) for sg in layer)
+
+
+# ------------------------------------------------------------------------------------------------ prefill working set
+# A prefill chunk of T tokens needs working tiles beyond the resident weights and KV. They live in the buffer space the
+# placement reserved for decode (reused: one step of the layer runs at a time) plus whatever SRAM is left free; a
+# chunk whose live set exceeds that does not fit. Counted per step, the largest step decides:
+#   stream (weight-stationary, decode dataflow)  the chunk's residual-stream slice (T x d/rows, kept across the layer)
+#       + one projection's input slice and double-buffered partial sums (T x (Kt + 2 Nt)) + the attention scores of
+#       the chunk (T x group x Cc, over the whole resident context) -- the same per-token terms as decode's buffers
+#   meshgemm (Cannon-style, WaferLLM)  the residual slice (Mt x d/cols) + one GEMM's receive buffer for the next
+#       B tile (Kt x Nt: for a projection this is a second copy of a weight tile), the current and next A tiles
+#       (2 Mt x Kt) and the C tile (Mt x Nt); Q K^T's C tile is the chunk's scores (Mt x context/cols)
+
+
+def _stream_live_elems_per_token(layer: list[Subgraph], rows: int, cols: int, context: int) -> int:
+    d = layer[0].matmuls[0].k
+    step = 0
+    scores = 0
+    for sg in layer:
+        for m in sg.matmuls:
+            k_axis, n_axis = (cols, rows) if ("o_proj" in m.name or "down" in m.name) else (rows, cols)
+            step = max(step, cdiv(m.k, k_axis) + 2 * cdiv(m.n, n_axis))
+        if sg.kind == "attn":
+            kvc = cdiv(sg.n_kv_heads * sg.head_dim, cols)
+            scores = (sg.n_heads // sg.n_kv_heads) * max(1, kvc // sg.head_dim) * cdiv(context, rows)
+    return cdiv(d, rows) + step + scores
+
+
+def _meshgemm_live_bytes(layer: list[Subgraph], rows: int, cols: int, dtype: str, tokens: int, context: int) -> int:
+    steps, mt = max(rows, cols), cdiv(tokens, rows)
+    wb = WEIGHT_BYTES[dtype]
+    d = layer[0].matmuls[0].k
+    gemms = []  # (K, N, bytes per B element)
+    for sg in layer:
+        if sg.kind == "attn":
+            hq = sg.n_heads * sg.head_dim
+            gemms += [(d, sum(m.n for m in sg.matmuls if "o_proj" not in m.name), wb), (hq, context, ACT_BYTES),
+                      (context, hq, ACT_BYTES)]
+            gemms += [(m.k, m.n, wb) for m in sg.matmuls if "o_proj" in m.name]
+        elif sg.kind == "mlp":
+            gemms += [(d, sum(m.n for m in sg.matmuls if "down" not in m.name), wb)]
+            gemms += [(m.k, m.n, wb) for m in sg.matmuls if "down" in m.name]
+    step = max(cdiv(k, steps) * cdiv(n, cols) * b + (2 * mt * cdiv(k, steps) + mt * cdiv(n, cols)) * ACT_BYTES
+               for k, n, b in gemms)
+    return int(math.ceil(step)) + mt * cdiv(d, cols) * ACT_BYTES
+
+
+def prefill_sram_per_pe(layer: list[Subgraph], rows: int, cols: int, dtype: str, context: int, kernel: str,
+                        tokens: int, attend: int | None = None) -> int:
+    """Bytes on the most loaded PE while a layer runs a prefill chunk of `tokens` with `kernel` ("stream" |
+    "meshgemm"): resident bytes + max(reserved decode buffers, the chunk's live working set). `attend`: keys the
+    chunk's queries attend over (default: the whole resident context)."""
+    resident = buffers = 0
+    for sg in layer:
+        r, b = sram_parts(sg, rows, cols, dtype, context)
+        resident, buffers = resident + r, buffers + b
+    attend = context if attend is None else attend
+    if kernel == "stream":
+        live = tokens * _stream_live_elems_per_token(layer, rows, cols, attend) * ACT_BYTES
+    else:
+        live = _meshgemm_live_bytes(layer, rows, cols, dtype, tokens, attend)
+    return resident + max(buffers, live)
+
+
+def max_prefill_chunk(layer: list[Subgraph], rows: int, cols: int, dtype: str, context: int, kernel: str,
+                      cap: int, limit: int) -> int:
+    """Largest chunk (<= limit tokens) whose working set fits `cap` bytes per PE; 0 if not even one token fits.
+    The working set grows with the chunk, so a binary search suffices."""
+    fits = lambda t: prefill_sram_per_pe(layer, rows, cols, dtype, context, kernel, t) <= cap  # noqa: E731
+    if not fits(1):
+        return 0
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _tiles_for(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, cap: int) -> int:

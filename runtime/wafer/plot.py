@@ -68,7 +68,9 @@ def plot_report(report: Report, out: str | Path) -> Path:
 
     bars = fig.add_subplot(grid[1, :])
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, len(COMPONENTS)))
-    rows = [("decode / token", report.breakdown, 1e6, "µs"), ("prefill / prompt", report.prefill_breakdown, 1e3, "ms")]
+    pre = (f"prefill / prompt ({report.prefill_chunks} x {report.prefill_chunk_tokens} tok)" if report.prefill_pipelined
+           else "prefill / prompt")
+    rows = [("decode / token", report.breakdown, 1e6, "µs"), (pre, report.prefill_breakdown, 1e3, "ms")]
     for yi, (label, bd, scale, unit) in enumerate(rows):
         total = sum(bd.values()) or 1.0
         left = 0.0

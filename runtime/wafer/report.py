@@ -19,7 +19,7 @@ class SubgraphReport(msgspec.Struct):
     kv_bytes: int
     macs_per_token: int
     seconds: float  # decode, per token
-    prefill_seconds: float  # the whole prompt
+    prefill_seconds: float  # busy time over the whole prompt (pipelined stages overlap: these do not add up to TTFT)
     breakdown: dict[str, float]  # decode seconds per component
 
 
@@ -54,7 +54,16 @@ class Report(msgspec.Struct):
     ttft_s: float
     prefill_tokens_per_s: float
     breakdown: dict[str, float]  # decode seconds per token by component
-    prefill_breakdown: dict[str, float]
+    prefill_breakdown: dict[str, float]  # seconds by component along the prefill's critical path (sums to ttft_s)
+    # how the prompt is run. Forced grid: WaferLLM's methodology (the whole prompt per layer by MeshGEMM, layers one
+    # after another: one chunk, not pipelined). Auto: chunks streamed through the layer pipeline, kernel and chunk
+    # chosen for the lowest TTFT among those whose working tiles fit the SRAM.
+    prefill_kernel: str  # "stream" (weight-stationary, decode dataflow over the chunk) | "meshgemm"
+    prefill_pipelined: bool
+    prefill_chunk_tokens: int
+    prefill_chunks: int
+    prefill_max_chunk_tokens: int  # largest chunk whose working tiles fit beside the weights and KV (this kernel)
+    prefill_sram_bytes_per_pe: int  # most loaded layer PE while it runs a chunk: resident + working tiles
     wafer_crossings_per_token: int
     weight_bytes: int
     kv_bytes: int
@@ -120,6 +129,12 @@ def format_table(r: Report, max_layers: int = 2) -> str:
     lines += [
         f"per-token latency {r.per_token_latency_s * 1e6:.1f} µs  ->  decode {r.decode_tokens_per_s:,.1f} tok/s",
         f"prefill {r.prompt_len} tokens: TTFT {r.ttft_s * 1e3:.2f} ms  ->  prefill {r.prefill_tokens_per_s:,.0f} tok/s",
+        (f"  layer-pipelined: {r.prefill_chunks} chunk{'s' if r.prefill_chunks != 1 else ''} of {r.prefill_chunk_tokens} "
+         f"token{'s' if r.prefill_chunk_tokens != 1 else ''} ({r.prefill_kernel} kernel; SRAM allows <= "
+         f"{r.prefill_max_chunk_tokens} per chunk, {r.prefill_sram_bytes_per_pe / 1024:.1f} KiB per PE)"
+         if r.prefill_pipelined else
+         f"  whole prompt per layer, layers in sequence ({r.prefill_kernel}; WaferLLM's per-layer methodology; "
+         f"{r.prefill_sram_bytes_per_pe / 1024:.1f} KiB per PE)"),
         f"weights {r.weight_bytes / 1e9:.2f} GB + KV {r.kv_bytes / 1e9:.3f} GB on {r.pes_used:,} PEs; "
         f"effective weight reads {r.effective_sram_read_bytes_per_s / 1e12:.1f} TB/s",
     ]

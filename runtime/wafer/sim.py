@@ -1,14 +1,34 @@
-"""Plan + simulate: workload x hardware -> placement -> cost -> Report. The one entry point the CLI and LSP call."""
+"""Plan + simulate: workload x hardware -> placement -> cost -> Report. The one entry point the CLI and LSP call.
+
+Prefill has two methodologies:
+    forced grid (--grid RxC)  WaferLLM's: one layer runs the whole prompt by MeshGEMM on its P x P grid, layers one
+                              after another (their per-layer timing x layers). Kept as is: it is what the calibration
+                              points measured.
+    auto placement            every layer owns its rectangle, so the prompt is streamed through the layer pipeline in
+                              chunks: layer i works on chunk c while layer i+1 works on chunk c-1. Stages are the
+                              embedding, each layer, each link between regions (hop or wafer crossing) and the head
+                              (last token only); the finish time of chunk c at stage j is
+                              F[j,c] = max(F[j-1,c], F[j,c-1]) + t[j,c] (a flow shop; with equal stages this is
+                              T(chunk) x (chunks + layers - 1)). The mapper picks the kernel -- weight-stationary stream
+                              (decode dataflow batched over the chunk) or MeshGEMM -- and the chunk size that minimise
+                              TTFT among those whose working tiles fit the PE's SRAM (placement.prefill_sram_per_pe).
+                              Small chunks pay every per-chunk latency (allreduce hops and relays, instruction issue)
+                              more often; big chunks lengthen the pipeline fill and need more SRAM.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import msgspec
+import numpy as np
 
 from . import cost as C
 from .cost import Cost, cdiv
 from .errors import WaferError
 from .hardware import WaferSpec
-from .placement import Placement, Region, gemv_grid, place, sram_per_pe
+from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, max_prefill_chunk, place, prefill_sram_per_pe,
+                        sram_parts, sram_per_pe)
 from .report import GemvReport, RegionReport, Report, SubgraphReport
 from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
 
@@ -20,6 +40,7 @@ class SimOptions(msgspec.Struct, kw_only=True):
     wafers: int | None = None  # None = as many as the placement needs
     prompt_len: int = 1024
     context: int = 4096  # KV positions held resident (and attended over per decode token)
+    prefill_chunk: int | None = None  # auto placement: tokens per pipelined prefill chunk; None = the TTFT-optimal one
 
 
 def _check(opts: SimOptions) -> None:
@@ -33,6 +54,10 @@ def _check(opts: SimOptions) -> None:
         raise WaferError(f"--prompt-len {opts.prompt_len} exceeds --context {opts.context}: the prompt's KV must fit the cache")
     if opts.wafers is not None and opts.wafers <= 0:
         raise WaferError(f"--wafers must be > 0 (got {opts.wafers})")
+    if opts.prefill_chunk is not None and opts.prefill_chunk <= 0:
+        raise WaferError(f"--prefill-chunk must be > 0 (got {opts.prefill_chunk})")
+    if opts.prefill_chunk is not None and opts.grid is not None:
+        raise WaferError("--prefill-chunk applies to auto placement; a forced --grid runs the whole prompt per layer (WaferLLM)")
 
 
 def _shape_key(sg: Subgraph) -> tuple:
@@ -113,6 +138,205 @@ class _Sim:
         return total, per_sg
 
 
+    # ---------------------------------------------------------------------------------------- pipelined prefill
+    def _chunk_cost(self, sg: Subgraph, region: Region, kernel: str, size: int, past: int) -> Cost:
+        """One chunk of `size` tokens (after `past` cached ones) through one subgraph, cached by what the cost reads."""
+        rows, cols = region.height, region.width
+        ctx = past + size
+        if kernel == "stream":  # the stream kernel reads the context only as its slice per PE row
+            ckey = cdiv(ctx, rows) if sg.kind == "attn" else 0
+        else:
+            ckey = (cdiv(ctx, cols), cdiv(ctx, max(rows, cols))) if sg.kind == "attn" else 0
+        key = ("chunk", kernel, _shape_key(sg), rows, cols, size, ckey)
+        c = self.cache.get(key)
+        if c is None:
+            o = self.o
+            if kernel == "stream":
+                c = C.decode_subgraph(self.hw, sg, rows, cols, o.dtype, o.collective, ctx, tokens=size)
+            else:
+                c = C.prefill_subgraph(self.hw, sg, rows, cols, o.dtype, o.collective, size, past=past)
+            self.cache[key] = c
+        return c
+
+    def _link_cost(self, a: Region, b: Region, kernel: str, size: int, rows: int, cols: int) -> Cost:
+        """A chunk's hidden state from region a to b: in the stream (decode) layout each PE line carries
+        size x d/rows values, in the MeshGEMM layout ceil(size/rows) x d/cols; across wafers, all of it."""
+        same = a.wafer == b.wafer
+        geo = abs(a.x - b.x) + abs(a.y - b.y) if same else self._edge_hops(a) + self._edge_hops(b)
+        key = ("link", kernel, same, geo, size)
+        c = self.cache.get(key)
+        if c is None:
+            d = self.w.d_model
+            if not same:
+                c = C.wafer_crossing(self.hw, size * d * ACT_BYTES, geo)
+            elif kernel == "stream" or size == 1:  # one token: the decode layout whatever the kernel (as `hop`)
+                c = C.transfer(self.hw, geo, size * cdiv(d, rows))
+            else:
+                c = C.transfer(self.hw, geo, cdiv(size, rows) * cdiv(d, cols))
+            self.cache[key] = c
+        return c
+
+    def _stages(self, p: Placement, kernel: str, sizes: list[int]):
+        """The pipeline: a list of stage types (per-chunk Cost lists, shared by stages of equal shape) and the
+        sequence of stage-type indices in flow order. Each layer region is one stage (attn then mlp)."""
+        pasts = [0]
+        for n in sizes[:-1]:
+            pasts.append(pasts[-1] + n)
+        last = len(sizes) - 1
+        sgs = {sg.name: sg for sg in self.w.subgraphs}
+        types: dict = {}
+        order: list = []
+
+        def add(key, make):
+            if key not in types:
+                types[key] = make()
+            order.append(key)
+
+        zero = Cost()
+        for i, r in enumerate(p.regions):
+            if i > 0:
+                a = p.regions[i - 1]
+                same = a.wafer == r.wafer
+                geo = abs(a.x - r.x) + abs(a.y - r.y) if same else self._edge_hops(a) + self._edge_hops(r)
+                if r.name == "head":  # only the prompt's last token goes on to the head
+                    add(("link-head", same, geo), lambda a=a, r=r: [zero] * last + [self._link_cost(a, r, kernel, 1, p.grid_rows, p.grid_cols)])
+                else:
+                    add(("link", same, geo), lambda a=a, r=r: [self._link_cost(a, r, kernel, n, p.grid_rows, p.grid_cols) for n in sizes])
+            members = [sgs[n] for n in r.subgraphs]
+            if r.name == "head":
+                add(("head",), lambda r=r, m=members: [zero] * last + [self.sub(m[0], r, "decode")])
+            else:
+                shape = tuple(_shape_key(sg) for sg in members)
+                add(("region", shape, r.height, r.width),
+                    lambda r=r, m=members: [sum((self._chunk_cost(sg, r, kernel, n, past) for sg in m), Cost())
+                                            for n, past in zip(sizes, pasts)])
+        return types, order
+
+    @staticmethod
+    def _flow_shop(times: list[np.ndarray]) -> np.ndarray:
+        """F[j, c] = max(F[j-1, c], F[j, c-1]) + t[j, c], one numpy pass per stage: with S the prefix sums of t[j],
+        F[j, c] = S[c] + max_{k<=c} (F[j-1, k] - S[k-1])."""
+        out = np.empty((len(times), len(times[0])))
+        prev = np.zeros(len(times[0]))
+        for j, t in enumerate(times):
+            csum = np.cumsum(t)
+            out[j] = csum + np.maximum.accumulate(prev - (csum - t))
+            prev = out[j]
+        return out
+
+    def prefill_pipelined(self, p: Placement, kernel: str, chunk: int, breakdown: bool = False):
+        """TTFT cycles of the prompt streamed in chunks of `chunk` tokens; with `breakdown`, also the Cost summed
+        along the critical path (its total is the TTFT) and each subgraph's busy Cost over the whole prompt."""
+        s = self.o.prompt_len
+        sizes = [chunk] * (s // chunk) + ([s % chunk] if s % chunk else [])
+        types, order = self._stages(p, kernel, sizes)
+        totals = {k: np.array([c.total for c in v]) for k, v in types.items()}
+        f = self._flow_shop([totals[k] for k in order])
+        io = C.host_io(self.hw, (s + 1) * TOKEN_ID_BYTES)  # prompt ids in, first token out
+        ttft = io.total + float(f[-1, -1])
+        if not breakdown:
+            return ttft
+        path = Cost(dict(io.cycles))
+        j, c = len(order) - 1, len(sizes) - 1
+        while True:  # walk the critical path back: each cell waited on the later of its two predecessors
+            path += types[order[j]][c]
+            if j == 0 and c == 0:
+                break
+            if j == 0 or (c > 0 and f[j, c - 1] >= f[j - 1, c]):
+                c -= 1
+            else:
+                j -= 1
+        pasts = np.cumsum([0] + sizes[:-1]).tolist()
+        regions = self.region_of(p)
+        per_sg = {}
+        for sg in self.w.subgraphs:
+            r = regions[sg.name]
+            if sg.kind == "head":
+                per_sg[sg.name] = self.sub(sg, r, "decode")
+            else:
+                busy = Cost()
+                for n, past in zip(sizes, pasts):
+                    busy += self._chunk_cost(sg, r, kernel, n, past)
+                per_sg[sg.name] = busy
+        return ttft, path, per_sg
+
+    def prefill_auto(self, p: Placement) -> "PrefillPlan":
+        """The kernel and chunk size with the lowest TTFT among those whose working tiles fit the PEs."""
+        hw, o, s = self.hw, self.o, self.o.prompt_len
+        cap = hw.tensor_bytes_per_pe
+        shapes = {}
+        for layer in _layers(self.w):
+            shapes.setdefault(tuple(_shape_key(sg) for sg in layer), layer)
+        r0 = next(r for r in p.regions if r.name.startswith("layers."))
+        embed = self.w.by_kind("embed")[0]
+        er = next(r for r in p.regions if r.name == "embed")
+        e_res, e_buf = sram_parts(embed, er.height, er.width // er.tiles, o.dtype, o.context, er.tiles)
+        e_max = (cap - e_res) // e_buf if e_buf else s  # the chunk's looked-up rows: e_buf bytes per token
+        limits = {}
+        for kernel in ("stream", "meshgemm"):
+            limits[kernel] = min([e_max] + [max_prefill_chunk(layer, r0.height, r0.width, o.dtype, o.context, kernel, cap, s)
+                                            for layer in shapes.values()])
+        if o.prefill_chunk is not None:
+            fits = {k: v for k, v in limits.items() if v >= o.prefill_chunk}
+            if not fits:
+                best = max(limits.values())
+                raise WaferError(
+                    f"a prefill chunk of {o.prefill_chunk} tokens does not fit: its working tiles and the resident "
+                    f"weights and KV need more than the {fmt_bytes(cap)} a PE holds for tensors; at most {best} "
+                    f"token{'s' if best != 1 else ''} per chunk fit{'s' if best == 1 else ''} on this placement")
+            cands = [(k, min(o.prefill_chunk, s)) for k in fits]
+        else:
+            cands = []
+            for k, lim in limits.items():
+                qs = {q for q in (2 ** i for i in range(s.bit_length())) if q <= lim} | ({lim} if lim > 0 else set())
+                cands += [(k, q) for q in sorted(qs)]
+        if not cands:  # pragma: no cover - a one-token stream chunk uses decode's own reserved buffers
+            raise WaferError("no prefill chunk fits the PEs' SRAM beside the weights and KV cache")
+        kernel, chunk = min(cands, key=lambda kq: (self.prefill_pipelined(p, *kq), kq[1]))
+        ttft, path, per_sg = self.prefill_pipelined(p, kernel, chunk, breakdown=True)
+        sram = max(prefill_sram_per_pe(layer, r0.height, r0.width, o.dtype, o.context, kernel, chunk)
+                   for layer in shapes.values())
+        return PrefillPlan(path, per_sg, kernel, chunk, cdiv(s, chunk), limits[kernel], sram, True)
+
+    def prefill_forced(self, p: Placement) -> "PrefillPlan":
+        """WaferLLM's methodology at a forced grid; its MeshGEMM tiles for the whole prompt must fit beside the
+        resident weights and KV (checked here: the calibration grids leave ample room)."""
+        o, cap = self.o, self.hw.tensor_bytes_per_pe
+        layers = list({tuple(_shape_key(sg) for sg in layer): layer for layer in _layers(self.w)}.values())
+        need = max(prefill_sram_per_pe(layer, p.grid_rows, p.grid_cols, o.dtype, o.context, "meshgemm", o.prompt_len,
+                                       attend=o.prompt_len) for layer in layers)
+        if need > cap:
+            ok = 0
+            for layer in layers:  # the longest prompt that fits (working set grows with the prompt)
+                lo, hi = 0, o.prompt_len
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if prefill_sram_per_pe(layer, p.grid_rows, p.grid_cols, o.dtype, o.context, "meshgemm", mid, attend=mid) <= cap:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                ok = lo if ok == 0 else min(ok, lo)
+            raise WaferError(
+                f"prefill of {o.prompt_len} tokens on the forced {p.grid_rows}x{p.grid_cols} grid needs {fmt_bytes(need)} "
+                f"per PE (MeshGEMM tiles beside the resident weights and KV) but a PE holds {fmt_bytes(cap)}: short by "
+                f"{fmt_bytes(need - cap)} per PE; use " + (f"--prompt-len {ok} or less, " if ok else "")
+                + "a larger --grid, or auto placement (layer-pipelined chunks)")
+        total, per_sg = self.prefill(p)
+        return PrefillPlan(total, per_sg, "meshgemm", o.prompt_len, 1, o.prompt_len, need, False)
+
+
+@dataclass
+class PrefillPlan:
+    cost: Cost  # critical path (its total is the TTFT)
+    per_sg: dict  # subgraph name -> busy Cost over the whole prompt
+    kernel: str  # "stream" | "meshgemm"
+    chunk_tokens: int
+    chunks: int
+    max_chunk_tokens: int  # largest chunk whose working tiles fit the SRAM, for this kernel
+    sram_bytes_per_pe: int  # most loaded PE of a layer while it runs a chunk
+    pipelined: bool
+
+
 def crossings(p: Placement) -> int:
     fwd = sum(1 for a, b in zip(p.regions, p.regions[1:]) if a.wafer != b.wafer)
     return fwd + (1 if p.regions[-1].wafer != p.regions[0].wafer else 0)
@@ -123,7 +347,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions) -> Report:
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles)
     dec, dec_sg = sim.decode(p)
-    pre, pre_sg = sim.prefill(p)
+    plan = sim.prefill_forced(p) if opts.grid is not None else sim.prefill_auto(p)
+    pre, pre_sg = plan.cost, plan.per_sg
     clock = hw.clock_hz
     regions = sim.region_of(p)
     sg_reports = []
@@ -154,6 +379,9 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions) -> Report:
         per_token_latency_s=latency, decode_tokens_per_s=1.0 / latency,
         prefill_s=prefill_s, ttft_s=prefill_s, prefill_tokens_per_s=opts.prompt_len / prefill_s,
         breakdown=dec.seconds(hw), prefill_breakdown=pre.seconds(hw),
+        prefill_kernel=plan.kernel, prefill_pipelined=plan.pipelined, prefill_chunk_tokens=plan.chunk_tokens,
+        prefill_chunks=plan.chunks, prefill_max_chunk_tokens=plan.max_chunk_tokens,
+        prefill_sram_bytes_per_pe=plan.sram_bytes_per_pe,
         wafer_crossings_per_token=crossings(p), weight_bytes=weight_bytes,
         kv_bytes=sum(sg.kv_bytes_per_token for sg in w.subgraphs) * opts.context,
         effective_sram_read_bytes_per_s=weight_bytes / latency,
