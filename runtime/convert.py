@@ -91,11 +91,11 @@ def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str) -> BundleMeta:
 def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Convert a GGUF into a bundle at out_dir (replacing any bundle there). Returns out_dir."""
     out_dir = Path(out_dir)
-    steps = tqdm(total=5, desc=f"convert {Path(gguf_path).name}", disable=not progress, unit="step")
-    m = read_gguf(gguf_path)
+    m = read_gguf(gguf_path)  # validate everything a user can get wrong before showing progress or writing
     spec = arch_spec(m)
     _check_shapes(m, spec)
     tok = tokenizer_json(m.fields, m.path.name)
+    steps = tqdm(total=5, desc=f"convert {m.path.name}", disable=not progress, unit="step")
     steps.update()
     sha = sha256_file(m.path)
     steps.update()

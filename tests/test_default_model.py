@@ -7,7 +7,7 @@ import sys
 from runtime.bundle import load_bundle
 from runtime.engine import Decoder, GenerateOptions, generate
 
-PROMPT = 'def is_even(n: int) -> bool:\n    """Return True if n is even."""\n'
+PROMPT = 'def is_even(n: int) -> bool:\n    """Return True if n is even."""\n    return n % '
 
 
 def test_deterministic_greedy_continuation(default_bundle):
@@ -19,8 +19,7 @@ def test_deterministic_greedy_continuation(default_bundle):
     decoder.reset()
     second = generate(decoder, ids, GenerateOptions(max_new_tokens=16, speculate=False))
     assert first.token_ids == second.token_ids
-    assert first.text.strip()
-    assert "return" in first.text  # the model completes the body, as any sane code model would
+    assert first.text.startswith("2 == 0")  # what any sane code model writes here
 
 
 def test_generate_cli_json(default_bundle):

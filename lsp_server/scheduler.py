@@ -1,0 +1,104 @@
+"""One inference worker thread, off the event loop, with per-document supersession.
+
+pygls cannot stop a running thread, so cancellation is cooperative: every job gets a `threading.Event` that the
+runtime checks after every token. A newer request for the same document sets the running job's flag and replaces
+that document's waiting job (at most one waits per document), so a typing storm leaves no backlog: the worker only
+ever sees the latest request of each document.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+class Job:
+    """A unit of work; its future resolves to fn's result, or None when superseded before it ran."""
+
+    def __init__(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True):
+        self.key = key
+        self.fn = fn
+        self.supersede = supersede
+        self.cancel = threading.Event()
+        self.future: Future = Future()
+
+
+class InferenceScheduler:
+    def __init__(self, name: str = "waferline-inference"):
+        self._cv = threading.Condition()
+        self._waiting: OrderedDict[str, Job] = OrderedDict()
+        self._running: Job | None = None
+        self._closed = False
+        self.superseded = 0  # jobs dropped or stopped because a newer one arrived
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True) -> Job:
+        """Queue fn(cancel_event) for `key`; a supersedable job replaces/cancels older ones of the same key."""
+        job = Job(key, fn, supersede)
+        with self._cv:
+            if self._closed:
+                job.future.set_result(None)
+                return job
+            if supersede:
+                running = self._running
+                if running is not None and running.key == key and running.supersede:
+                    running.cancel.set()
+                    self.superseded += 1
+                old = self._waiting.pop(key, None)
+                if old is not None:
+                    old.cancel.set()
+                    self.superseded += 1
+                    if not old.future.done():
+                        old.future.set_result(None)
+            else:
+                key = f"{key}#{id(job)}"  # control jobs (model load) queue in order, never replaced
+            self._waiting[key] = job
+            self._cv.notify()
+        return job
+
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._waiting) + (self._running is not None)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._waiting and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    for job in self._waiting.values():
+                        if not job.future.done():
+                            job.future.set_result(None)
+                    self._waiting.clear()
+                    return
+                _, job = self._waiting.popitem(last=False)
+                self._running = job
+            try:
+                if job.future.done() or job.cancel.is_set():
+                    if not job.future.done():
+                        job.future.set_result(None)
+                    continue
+                result = job.fn(job.cancel)
+                if not job.future.done():
+                    job.future.set_result(result)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+                log.exception("inference job %s failed", job.key)
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            finally:
+                with self._cv:
+                    self._running = None
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        with self._cv:
+            self._closed = True
+            if self._running is not None:
+                self._running.cancel.set()
+            self._cv.notify_all()
+        self._thread.join(timeout_s)

@@ -1,0 +1,319 @@
+"""The pygls LanguageServer: lifecycle, settings, the inference worker, and feature registration.
+
+Handlers stay thin (STYLE.md, jedi-language-server): fetch the document, build a CompletionRequest, hand it to
+the single inference worker, map the CompletionResult to lsprotocol types. The model loads in the background after
+`initialized` (work-done progress); until it is ready every request answers empty at once; a load failure is shown
+with window/showMessage and the server stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+from lsp_server.context import cursor_split, workspace_relative
+from lsp_server.scheduler import InferenceScheduler
+from lsp_server.settings import SECTION, Settings, parse_settings, to_json
+from runtime.completion import CompletionRequest, CompletionResult
+
+log = logging.getLogger("waferline.lsp")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("waferline")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        return "0.0.0+source"
+
+STATUS = "waferline/status"
+SIMULATE = "waferline/simulate"
+METRICS = "waferline/metrics"
+CMD_COMPLETE_HERE = "waferline.completeHere"
+CMD_COMPLETE_BODY = "waferline.completeFunctionBody"
+MODEL_KEY = "\0model"  # scheduler key of model (re)loads: never superseded by completions
+
+
+class _Answered:
+    """Marker for a message already answered with an error while it was being parsed."""
+
+
+_ANSWERED = _Answered()
+
+
+class WaferlineProtocol(LanguageServerProtocol):
+    """Answers requests whose params don't parse with InvalidParams (pygls would drop them, leaving the client
+    waiting forever) and ignores non-object JSON instead of treating it as a server error."""
+
+    def structure_message(self, data: dict[str, Any]):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "method" in data and isinstance(data.get("id"), (int, str)):
+                log.warning("invalid params for %r (id %r)", data.get("method"), data.get("id"))
+                self._send_response(data["id"], error=exc.to_response_error())
+                return _ANSWERED
+            raise
+
+    def handle_message(self, message):
+        if message is _ANSWERED:
+            return
+        if not hasattr(message, "jsonrpc"):
+            log.warning("ignoring a message that is not a JSON-RPC object: %.200r", message)
+            return
+        return super().handle_message(message)
+
+
+class WaferlineServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("waferline", _version(), protocol_cls=WaferlineProtocol, max_workers=4)
+        self.settings = Settings()
+        self.state = "loading"  # loading | ready | error | disabled
+        self.message = "waiting for initialized"
+        self.service = None  # runtime.completion.CompletionService once loaded
+        self.loaded_key: tuple | None = None
+        self.scheduler = InferenceScheduler()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.initialized_with_options = False
+        self.pending_messages: list[tuple[types.MessageType, str]] = []
+        self.recent_tokens_per_s: float = 0.0
+        self.recent_wafer_tokens_per_s: float | None = None
+        self.completions = 0
+        self.cancelled = 0
+
+    # ------------------------------------------------------------------ messages (thread-safe)
+    def report_server_error(self, error: Exception, source) -> None:
+        """Log, don't pop up: protocol noise from a client is not the user's problem (ruff-lsp: graded loudness)."""
+        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
+
+    def call_soon(self, fn, *args) -> None:
+        """Run fn on the event loop (pygls writes to stdout from there; the worker thread must not)."""
+        if self.loop is not None and self.loop.is_running():
+            self.loop.call_soon_threadsafe(fn, *args)
+        else:
+            fn(*args)
+
+    def show(self, kind: types.MessageType, text: str) -> None:
+        log.log(logging.ERROR if kind == types.MessageType.Error else logging.WARNING, "%s", text)
+        self.call_soon(self.window_show_message, types.ShowMessageParams(type=kind, message=f"waferline: {text}"))
+
+    def notify_threadsafe(self, method: str, params: Any) -> None:
+        self.call_soon(self.protocol.notify, method, params)
+
+    # ------------------------------------------------------------------ settings
+    def apply_settings(self, raw: Any, *, show: bool = True) -> None:
+        new, errors = parse_settings(raw, self.settings)
+        for e in errors:
+            if show:
+                self.show(types.MessageType.Warning, e)
+            else:
+                self.pending_messages.append((types.MessageType.Warning, e))
+        old = self.settings
+        self.settings = new
+        configure_log_level(new.log_level)
+        if show and self.loop is not None:
+            self.reconcile_model(old)
+
+    def model_key(self) -> tuple:
+        s = self.settings
+        return (s.model, s.threads, s.max_context)
+
+    def reconcile_model(self, old: Settings | None = None) -> None:
+        """Load, reload or drop the model so it matches the settings."""
+        if not self.settings.enabled:
+            self.state, self.message = "disabled", "disabled by the waferline.enabled setting"
+            return
+        if self.service is not None and self.loaded_key == self.model_key():
+            self.state, self.message = "ready", f"{self.settings.model} ready"
+            return
+        if self.state == "loading" and self.loaded_key == ("pending",) + self.model_key():
+            return
+        self.start_load()
+
+    def start_load(self) -> None:
+        key = self.model_key()
+        self.state, self.message = "loading", f"loading {self.settings.model}"
+        self.loaded_key = ("pending",) + key
+        token = None
+        caps = self.client_capabilities
+        if caps is not None and caps.window is not None and caps.window.work_done_progress:
+            token = f"waferline-load-{uuid.uuid4().hex[:8]}"
+            try:
+                self.work_done_progress.create(token)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("progress create failed: %s", exc)
+                token = None
+        model = self.settings.model
+        threads, max_context = self.settings.threads, self.settings.max_context
+
+        def progress(fn_name: str, value) -> None:
+            if token is not None:
+                self.call_soon(getattr(self.work_done_progress, fn_name), token, value)
+
+        def load(cancel: threading.Event):
+            t0 = time.perf_counter()
+            progress("begin", types.WorkDoneProgressBegin(title="waferline", message=f"loading {model}", cancellable=False))
+            try:
+                from runtime.completion import CompletionService
+
+                svc = CompletionService.load(model, threads=threads, max_context=max_context)
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the server up, in "error"
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if not getattr(exc, "__module__", "").startswith("runtime"):
+                    log.exception("model load failed")
+                message = f"cannot load model {model!r}: {msg}"
+                progress("end", types.WorkDoneProgressEnd(message="failed"))
+                self.show(types.MessageType.Error, message)  # queued before the state flips
+                self.service = None
+                self.loaded_key = None
+                self.state, self.message = "error", message
+                return None
+            self.service = svc
+            self.loaded_key = (model, threads, max_context)
+            if self.model_key() == self.loaded_key:
+                self.state = "ready" if self.settings.enabled else "disabled"
+            self.message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
+            log.info("%s", self.message)
+            progress("end", types.WorkDoneProgressEnd(message="ready"))
+            return None
+
+        self.scheduler.submit(MODEL_KEY, load, supersede=False)
+
+    # ------------------------------------------------------------------ completion
+    def document_text(self, uri: str) -> str | None:
+        """Text of an open document (None for unknown URIs: never read arbitrary files from disk)."""
+        doc = self.workspace.text_documents.get(unquote(uri)) if self.protocol._workspace else None
+        return None if doc is None else doc.source
+
+    def position_encoding(self) -> str:
+        """The negotiated encoding as a plain string (lsprotocol's enum str() is its *name*, not 'utf-16')."""
+        enc = self.workspace.position_encoding if self.protocol._workspace else None
+        return str(getattr(enc, "value", enc) or "utf-16")
+
+    def build_request(self, uri: str, text: str, position: types.Position, **overrides) -> tuple[CompletionRequest, int]:
+        enc = self.position_encoding()
+        prefix, suffix, index = cursor_split(text, position.line, position.character, enc)
+        roots = [f.uri for f in self.workspace.folders.values()] if self.workspace.folders else []
+        if not roots and self.workspace.root_uri:
+            roots = [self.workspace.root_uri]
+        repo, rel = workspace_relative(uri, roots)
+        s = self.settings
+        fields = dict(
+            prefix=prefix, suffix=suffix, doc_key=uri, path=rel, repo_name=repo, mode=s.mode,
+            max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens, temperature=s.temperature,
+        )
+        fields.update(overrides)
+        return CompletionRequest(**fields), index
+
+    async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
+        """Run one completion on the worker; None when not ready, superseded or cancelled."""
+        if self.state != "ready" or self.service is None:
+            return None
+        hardware = self.settings.hardware
+
+        def job(cancel: threading.Event):
+            svc = self.service
+            if svc is None:
+                return None
+            res = svc.complete(req, cancel)
+            wafer = None
+            if not res.cached and res.skipped is None and res.new_tokens:
+                from lsp_server import wafer_bridge
+
+                wafer = wafer_bridge.estimate(svc.bundle.path, hardware, res.prompt_tokens - res.reused_tokens, res.new_tokens)
+            return res, wafer
+
+        sched_job = self.scheduler.submit(uri, job)
+        try:
+            out = await asyncio.wrap_future(sched_job.future)
+        except asyncio.CancelledError:
+            sched_job.cancel.set()  # $/cancelRequest: stop decoding at the next token
+            self.cancelled += 1
+            raise
+        if out is None:
+            self.cancelled += 1
+            return None
+        res, wafer = out
+        if res.stop_reason == "cancelled":
+            self.cancelled += 1
+        self.publish_metrics(uri, res, wafer)
+        return res
+
+    def publish_metrics(self, uri: str, res: CompletionResult, wafer: tuple[float, float] | None) -> None:
+        if res.skipped is not None:
+            return
+        self.completions += 1
+        if res.cpu_tokens_per_s:
+            self.recent_tokens_per_s = res.cpu_tokens_per_s
+        if wafer is not None:
+            self.recent_wafer_tokens_per_s = wafer[1]
+        metrics = {
+            "uri": uri,
+            "cpu_ms": round(res.cpu_ms, 2),
+            "new_tokens": res.new_tokens,
+            "cpu_tokens_per_s": round(res.cpu_tokens_per_s, 2),
+            "prompt_tokens": res.prompt_tokens,
+            "reused_tokens": res.reused_tokens,
+            "wafer_ms": None if wafer is None else round(wafer[0], 4),
+            "wafer_tokens_per_s": None if wafer is None else round(wafer[1], 1),
+            "cached": res.cached,
+            "stop_reason": res.stop_reason,
+        }
+        log.info("completion %s", metrics)
+        self.protocol.notify(METRICS, metrics)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "model": self.settings.model,
+            "state": self.state,
+            "message": self.message,
+            "cpu_tokens_per_s": round(self.recent_tokens_per_s, 2) if self.recent_tokens_per_s else None,
+            "wafer_tokens_per_s": self.recent_wafer_tokens_per_s,
+            "hardware": self.settings.hardware,
+            "settings": to_json(self.settings),
+            "completions": self.completions,
+            "queued": self.scheduler.pending(),
+            "cancelled": self.cancelled,
+        }
+
+
+def configure_log_level(level: str) -> None:
+    logging.getLogger("waferline").setLevel(level.upper())
+    # pygls logs every message body at INFO: keep it quiet unless debugging
+    logging.getLogger("pygls").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+def create_server() -> WaferlineServer:
+    """A fresh server with every feature registered."""
+    from lsp_server import features
+
+    server = WaferlineServer()
+    features.register(server)
+    return server
+
+
+async def pull_configuration(ls: WaferlineServer) -> Any:
+    """workspace/configuration for our section, when the client supports it (else None)."""
+    caps = ls.client_capabilities
+    if caps is None or caps.workspace is None or not caps.workspace.configuration:
+        return None
+    try:
+        got = await asyncio.wait_for(
+            ls.workspace_configuration_async(types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])),
+            timeout=5.0,
+        )
+    except Exception as exc:  # noqa: BLE001 - a client that can't answer leaves the settings as they are
+        log.warning("workspace/configuration failed: %s", exc)
+        return None
+    return got[0] if got else None

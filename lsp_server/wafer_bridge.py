@@ -1,0 +1,73 @@
+"""The one place the server touches runtime.wafer: the wafer report of the served model, and what one completion
+would have cost on the wafer.
+
+Simulating takes ~0.1-0.5 s, so a report is computed once per (model, hardware) and cached; `estimate` then prices
+each completion from it: the prompt at the simulated prefill rate plus each new token at the per-token latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from runtime.errors import WaferlineError
+from runtime.wafer import plot_report, simulate_bundle
+
+log = logging.getLogger(__name__)
+
+
+class WaferUnavailable(Exception):
+    """The simulator cannot simulate this model on this hardware (the message says why)."""
+
+
+_lock = threading.Lock()
+_reports: dict[tuple[str, str], Any] = {}
+
+
+def _report(bundle_path: str | Path, hardware: str):
+    key = (str(bundle_path), hardware)
+    with _lock:
+        cached = _reports.get(key)
+    if cached is None:
+        try:
+            cached = simulate_bundle(Path(bundle_path), hardware)
+        except (WaferlineError, OSError, ValueError) as exc:
+            cached = WaferUnavailable(f"wafer simulation failed: {exc}")  # remembered: not retried every keystroke
+        with _lock:
+            _reports[key] = cached
+    if isinstance(cached, WaferUnavailable):
+        raise cached
+    return cached
+
+
+def simulate(bundle_path: str | Path, hardware: str, plot_dir: str | Path | None = None) -> dict[str, Any]:
+    """{report, plot_path} for the served bundle on a hardware preset; raises WaferUnavailable."""
+    report = _report(bundle_path, hardware)
+    plot_path = None
+    try:
+        plot_path = str(plot_report(report, Path(plot_dir or tempfile.gettempdir()) / "waferline"))
+    except Exception as exc:  # noqa: BLE001 - a failed picture must not lose the report
+        log.warning("wafer plot failed: %s", exc)
+    return {"report": msgspec.to_builtins(report), "plot_path": plot_path}
+
+
+def estimate(bundle_path: str | Path, hardware: str, prompt_tokens: int, new_tokens: int) -> tuple[float, float] | None:
+    """(wafer_ms, wafer decode tokens/s) for one completion, or None if the model cannot be simulated."""
+    try:
+        report = _report(bundle_path, hardware)
+    except WaferUnavailable as exc:
+        log.debug("%s", exc)
+        return None
+    prefill_s = max(prompt_tokens, 0) / report.prefill_tokens_per_s if report.prefill_tokens_per_s > 0 else 0.0
+    total_s = prefill_s + report.per_token_latency_s * max(new_tokens, 0)
+    return total_s * 1e3, report.decode_tokens_per_s
+
+
+def reset_cache() -> None:
+    with _lock:
+        _reports.clear()

@@ -1,0 +1,71 @@
+"""Pure helpers of the server: the inference scheduler (supersession, no backlog) and empty-def detection."""
+
+import threading
+
+from lsp_server.context import find_empty_def, workspace_relative
+from lsp_server.scheduler import InferenceScheduler
+
+
+def test_newer_job_cancels_running_and_replaces_waiting():
+    s = InferenceScheduler()
+    started, release = threading.Event(), threading.Event()
+
+    def slow(cancel):
+        started.set()
+        release.wait(5)
+        return "cancelled" if cancel.is_set() else "done"
+
+    a = s.submit("doc", slow)
+    assert started.wait(5)
+    b = s.submit("doc", lambda c: "b")  # waits; sets a's cancel flag
+    c = s.submit("doc", lambda c: "c")  # replaces b: at most one waiting job per document
+    other = s.submit("other", lambda c: "other")  # other documents are untouched
+    release.set()
+    assert a.future.result(5) == "cancelled"
+    assert b.future.result(5) is None and b.cancel.is_set()
+    assert c.future.result(5) == "c" and other.future.result(5) == "other"
+    assert s.pending() == 0
+    s.close()
+
+
+def test_control_jobs_are_never_superseded():
+    s = InferenceScheduler()
+    gate = threading.Event()
+    s.submit("x", lambda c: gate.wait(5))
+    jobs = [s.submit("model", lambda c, i=i: i, supersede=False) for i in range(3)]
+    gate.set()
+    assert [j.future.result(5) for j in jobs] == [0, 1, 2]
+    s.close()
+
+
+def test_job_exception_reaches_the_caller():
+    s = InferenceScheduler()
+    j = s.submit("d", lambda c: 1 / 0)
+    try:
+        j.future.result(5)
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("expected the job's exception")
+    assert s.submit("d", lambda c: 2).future.result(5) == 2  # worker survives
+    s.close()
+
+
+def test_find_empty_def_variants():
+    text = "x = 1\ndef f(a,\n      b):\n\nprint(1)\n"
+    site = find_empty_def(text, 1)
+    assert site and text[: site.header_end].endswith("b):") and site.body_indent == "    "
+    stub = "class A:\n    def f(self):\n        pass\n    def g(self):\n        return 1\n"
+    site = find_empty_def(stub, 1)
+    assert site and stub[site.replace_start : site.replace_end] == "\n        pass"
+    assert find_empty_def(stub, 3) is None  # g has a body
+    assert find_empty_def("def f(): return 1\n", 0) is None
+    crlf = "def f():\r\n\r\nx = 1\r\n"
+    site = find_empty_def(crlf, 0)
+    assert site and crlf[site.replace_start] == "\r"  # insert before the CRLF, not inside it
+
+
+def test_workspace_relative():
+    assert workspace_relative("file:///home/u/proj/pkg/a.py", ["file:///home/u/proj"]) == ("proj", "pkg/a.py")
+    assert workspace_relative("file:///elsewhere/b.py", ["file:///home/u/proj"]) == (None, "b.py")
+    assert workspace_relative("untitled:1", []) == (None, None)

@@ -1,0 +1,217 @@
+"""CompletionService over the real runtime.engine.generate with an oracle decoder (no ONNX model needed).
+
+The oracle "knows" a document and always predicts the vocabulary token that continues it the longest, so the
+tests can check prompt layout, token healing after a back-off, KV reuse, stop rules, cancellation and the cache
+exactly.
+"""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from runtime.bundle import Bundle, BundleMeta
+from runtime.completion import CompletionRequest, CompletionService
+
+CORPUS = (Path(__file__).resolve().parents[1] / "runtime" / "completion.py").read_text()
+EOS = "<eos>"
+SPECIALS = [EOS, "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<repo_name>", "<file_sep>"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator([CORPUS], trainer)
+    return tok
+
+
+def make_meta(tok: Tokenizer, fim: bool = False, header: bool = False) -> BundleMeta:
+    ids = {s: tok.token_to_id(s) for s in SPECIALS}
+    return BundleMeta(
+        architecture="llama", n_layers=1, d_model=8, n_heads=1, n_kv_heads=1, head_dim=8, d_ff=8,
+        vocab_size=tok.get_vocab_size(), rope_theta=1e4, rms_eps=1e-5, context_length=4096, eos_ids=[ids[EOS]],
+        fim_prefix_id=ids["<fim_prefix>"] if fim else None, fim_suffix_id=ids["<fim_suffix>"] if fim else None,
+        fim_middle_id=ids["<fim_middle>"] if fim else None,
+        repo_name_id=ids["<repo_name>"] if header else None, file_sep_id=ids["<file_sep>"] if header else None,
+    )
+
+
+class OracleDecoder:
+    """Decoder look-alike: predicts the token that continues `document` furthest (eos when off-document)."""
+
+    def __init__(self, bundle: Bundle, document: str, max_context: int = 4096):
+        self.bundle, self.meta, self.document, self.max_context = bundle, bundle.meta, document, max_context
+        self.tokens: list[int] = []
+        self.evaluated = 0
+        n = bundle.tokenizer.get_vocab_size()
+        self.vocab = bundle.tokenizer.decode_batch([[i] for i in range(n)], skip_special_tokens=True)
+
+    def _logits(self) -> np.ndarray:
+        text = self.bundle.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        logits = np.full(len(self.vocab), -10.0, np.float32)
+        at = self.document.find(text) if text else 0
+        want = self.document[at + len(text) :] if at >= 0 else ""
+        best = max((i for i, t in enumerate(self.vocab) if t and want.startswith(t)), key=lambda i: len(self.vocab[i]), default=None)
+        logits[self.meta.eos_ids[0] if best is None else best] = 10.0
+        return logits
+
+    def common_prefix(self, ids):
+        n = 0
+        for a, b in zip(self.tokens, ids):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def truncate(self, n):
+        del self.tokens[max(0, n) :]
+
+    def prefill(self, ids, chunk=512):
+        keep = min(self.common_prefix(ids), len(ids) - 1)
+        self.truncate(keep)
+        self.evaluated += len(ids) - keep
+        self.tokens = list(ids)
+        return self._logits()
+
+    def step(self, token_id):
+        self.tokens.append(int(token_id))
+        self.evaluated += 1
+        return self._logits()
+
+    def verify(self, ids):
+        rows = []
+        for t in ids:
+            rows.append(self.step(t))
+        return np.stack(rows)
+
+
+DOC = (
+    "import os\n\n\n"
+    "def total(values):\n"
+    "    result = 0\n"
+    "    for v in values:\n"
+    "        result = result + v\n"
+    "    return result\n\n\n"
+    "def main():\n"
+    "    print(total([1, 2, 3]))\n"
+)
+
+
+def service(tok, document=DOC, **meta_kw) -> tuple[CompletionService, OracleDecoder]:
+    bundle = Bundle(path=Path("."), meta=make_meta(tok, **meta_kw), tokenizer=tok)
+    dec = OracleDecoder(bundle, document)
+    return CompletionService(bundle, dec), dec
+
+
+def at(marker: str, document: str = DOC) -> tuple[str, str]:
+    i = document.index(marker) + len(marker)
+    return document[:i], document[i:]
+
+
+def test_line_completion_after_backoff(tokenizer):
+    svc, _ = service(tokenizer)
+    prefix, suffix = at("    result = ")
+    res = svc.complete(CompletionRequest(prefix=prefix, suffix="\n" + suffix.split("\n", 1)[1], doc_key="d"))
+    assert res.text == "0"
+    assert res.stop_reason in ("stop", "eos")
+    prefix, suffix = at("def total(values):\n    ")
+    res = svc.complete(CompletionRequest(prefix=prefix, suffix="\n" + suffix.split("\n", 1)[1], doc_key="d"))
+    assert res.text == "result = 0"
+
+
+def test_backoff_prompt_ends_on_natural_boundary(tokenizer):
+    svc, _ = service(tokenizer)
+    prefix, _ = at("    result = ")
+    plan = svc.plan_prompt(CompletionRequest(prefix=prefix))
+    assert plan.backoff == " "
+    assert tokenizer.decode(plan.ids) == prefix[:-1]
+
+
+def test_mid_word_is_skipped_without_model(tokenizer):
+    svc, dec = service(tokenizer)
+    res = svc.complete(CompletionRequest(prefix="def tot", suffix="al(values):\n"))
+    assert res.skipped == "mid-word" and res.text == "" and dec.evaluated == 0
+
+
+def test_kv_reuse_while_typing(tokenizer):
+    svc, dec = service(tokenizer)
+    prefix, suffix = at("        result = ")
+    ratios = []
+    for k in range(1, 8):  # type "result + v" one char at a time, cache off to force the model each time
+        svc.cache.clear()
+        p = prefix + "result + v"[:k]
+        res = svc.complete(CompletionRequest(prefix=p, suffix=suffix[suffix.index("\n") :], doc_key="d"))
+        if k > 1:
+            ratios.append(res.reused_tokens / res.prompt_tokens)
+    assert min(ratios) >= 0.9
+
+
+def test_typing_along_served_from_cache(tokenizer):
+    svc, dec = service(tokenizer)
+    prefix, suffix = at("    print(")
+    first = svc.complete(CompletionRequest(prefix=prefix, suffix=suffix[len("total([1, 2, 3]))"):]))
+    assert first.text == "total([1, 2, 3]))" or first.text.startswith("total(")
+    before = dec.evaluated
+    again = svc.complete(CompletionRequest(prefix=prefix + "tot", suffix=suffix[len("total([1, 2, 3]))"):]))
+    assert again.cached and again.text == first.text[3:] and dec.evaluated == before
+
+
+def test_cancel_before_first_token(tokenizer):
+    svc, _ = service(tokenizer)
+    prefix, suffix = at("    for v in ")
+    suffix = suffix[suffix.index("\n") :]
+    ev = threading.Event()
+    ev.set()
+    res = svc.complete(CompletionRequest(prefix=prefix, suffix=suffix), cancel=ev)
+    assert res.stop_reason == "cancelled" and res.text == ""
+    # a cancelled result is not cached
+    res2 = svc.complete(CompletionRequest(prefix=prefix, suffix=suffix))
+    assert not res2.cached and res2.text == "values:"
+
+
+def test_block_mode_stops_at_block_end(tokenizer):
+    svc, _ = service(tokenizer)
+    prefix, _ = at("def total(values):\n")
+    res = svc.complete(CompletionRequest(prefix=prefix, suffix="", mode="block", max_new_tokens=200))
+    assert res.text == "    result = 0\n    for v in values:\n        result = result + v\n    return result"
+    assert res.stop_reason in ("stop", "eos")
+    assert res.new_tokens < 60  # stopped at the block end, not at max tokens
+
+
+def test_fim_prompt_layout(tokenizer):
+    svc, _ = service(tokenizer, fim=True)
+    m = svc.meta
+    plan = svc.plan_prompt(CompletionRequest(prefix="x = ", suffix="\ny = 2\n"))
+    assert plan.fim and plan.backoff == ""
+    assert plan.ids[0] == m.fim_prefix_id and plan.ids[-1] == m.fim_middle_id
+    i = plan.ids.index(m.fim_suffix_id)
+    assert tokenizer.decode(plan.ids[1:i]) == "x = "
+    assert tokenizer.decode(plan.ids[i + 1 : -1]) == "\ny = 2\n"
+
+
+def test_repo_header_when_tokens_exist(tokenizer):
+    svc, _ = service(tokenizer, header=True)
+    m = svc.meta
+    plan = svc.plan_prompt(CompletionRequest(prefix="import os\n", path="pkg/mod.py", repo_name="proj"))
+    assert plan.ids[0] == m.repo_name_id
+    j = plan.ids.index(m.file_sep_id)
+    assert tokenizer.decode(plan.ids[1:j]) == "proj"
+    assert tokenizer.decode(plan.ids[j + 1 :]).startswith("pkg/mod.py\nimport os")
+    plain, _ = service(tokenizer)
+    assert m.repo_name_id not in plain.plan_prompt(CompletionRequest(prefix="import os\n", path="pkg/mod.py")).ids
+
+
+def test_window_limits_prompt_tokens(tokenizer):
+    long_doc = "".join(f"value_{i} = compute({i})\n" for i in range(400))
+    svc, _ = service(tokenizer, document=long_doc)
+    prefix = long_doc[: long_doc.index("value_399 = ") + len("value_399 = ")]
+    res = svc.complete(CompletionRequest(prefix=prefix, suffix="\n", max_prompt_tokens=128))
+    assert res.prompt_tokens <= 128
+    assert res.text == "compute(399)"
