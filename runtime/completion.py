@@ -16,6 +16,7 @@ No LSP here (DESIGN.md): callers hand in plain strings (prefix before the cursor
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import threading
@@ -560,7 +561,6 @@ class CompletionService:
         self.cache = ResultCache(cache_size)
         self._window_starts: OrderedDict[str, int] = OrderedDict()
         self._vocab_text: list[str] | None = None
-        self._heal_sets: OrderedDict[str, "object"] = OrderedDict()
         self.max_context = int(getattr(decoder, "max_context", 0) or getattr(self.meta, "context_length", 2048) or 2048)
 
     @classmethod
@@ -620,6 +620,12 @@ class CompletionService:
         if len(ids) == len(head):  # nothing natural before the cursor: keep the raw window
             text, backoff = window, ""
             ids = head + self.encode(text)
+        if not backoff and len(ids) > len(head) + 1:
+            # token healing: the cursor may cut a token ("items.extend(va|"); give the last token back and let the
+            # model choose one that starts with its text, so "va" can become "values" instead of ending a word
+            last = self.tokenizer.decode([ids[-1]], skip_special_tokens=False)
+            if last and text.endswith(last) and ids[-1] not in self._stop_ids():
+                text, backoff, ids = text[: -len(last)], last, ids[:-1]
         lookup = ids + self.encode(req.suffix[:2000])[: req.max_suffix_tokens * 4]
         return PromptPlan(ids=ids, backoff=backoff, lookup_ids=lookup, window_start=start)
 
@@ -629,23 +635,27 @@ class CompletionService:
         if self._vocab_text is None:
             n = self.tokenizer.get_vocab_size(with_added_tokens=True)
             self._vocab_text = self.tokenizer.decode_batch([[i] for i in range(n)], skip_special_tokens=True)
+            pairs = sorted((t, i) for i, t in enumerate(self._vocab_text) if t)
+            self._sorted_text = [t for t, _ in pairs]
+            self._sorted_ids = [i for _, i in pairs]
+            self._ids_by_text: dict[str, list[int]] = {}
+            for t, i in pairs:
+                self._ids_by_text.setdefault(t, []).append(i)
         return self._vocab_text
 
     def _heal_candidates(self, remaining: str):
-        """Token ids whose text starts with `remaining` or is a non-empty prefix of it."""
+        """Token ids whose text starts with `remaining` or is a non-empty prefix of it.
+
+        Tokens starting with `remaining` are one contiguous run of the sorted vocabulary (two bisections), and its
+        prefixes are at most len(remaining) dictionary look-ups: no scan of the vocabulary per keystroke.
+        """
         import numpy as np
 
-        hit = self._heal_sets.get(remaining)
-        if hit is None:
-            vocab = self._vocab()
-            hit = np.array(
-                [i for i, t in enumerate(vocab) if t and (t.startswith(remaining) or remaining.startswith(t))],
-                dtype=np.int64,
-            )
-            self._heal_sets[remaining] = hit
-            while len(self._heal_sets) > 64:
-                self._heal_sets.popitem(last=False)
-        return hit
+        self._vocab()
+        lo = bisect.bisect_left(self._sorted_text, remaining)
+        hi = bisect.bisect_left(self._sorted_text, remaining + "\U0010ffff")
+        ids = self._sorted_ids[lo:hi] + [i for k in range(1, len(remaining)) for i in self._ids_by_text.get(remaining[:k], ())]
+        return np.array(ids, dtype=np.int64)
 
     def _heal(self, logits, backoff: str, stop: _StopFlag) -> tuple[list[int], str] | None:
         """Greedily regenerate `backoff` with tokens consistent with it; returns (ids, text beyond backoff).

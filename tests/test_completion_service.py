@@ -126,6 +126,17 @@ def test_line_completion_after_backoff(tokenizer):
     assert res.text == "result = 0"
 
 
+def test_token_healing_completes_a_cut_word(tokenizer):
+    """The cursor cuts a token ("for v in val|"): the last token is given back and regenerated, so the word goes on."""
+    svc, _ = service(tokenizer)
+    prefix, suffix = at("    for v in val")
+    plan = svc.plan_prompt(CompletionRequest(prefix=prefix))
+    assert plan.backoff and "val".endswith(plan.backoff.strip())
+    assert tokenizer.decode(plan.ids) + plan.backoff == prefix
+    res = svc.complete(CompletionRequest(prefix=prefix, suffix="\n" + suffix.split("\n", 1)[1], doc_key="d"))
+    assert res.text == "ues:"
+
+
 def test_backoff_prompt_ends_on_natural_boundary(tokenizer):
     svc, _ = service(tokenizer)
     prefix, _ = at("    result = ")
