@@ -185,6 +185,9 @@ class WaferlineServer(LanguageServer):
                 self.state = "ready" if self.settings.enabled else "disabled"
             self.message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
             log.info("%s", self.message)
+            from lsp_server import wafer_bridge
+
+            wafer_bridge.warm(svc.bundle.path, self.settings.hardware)  # off the worker: completions never wait for it
             progress("end", types.WorkDoneProgressEnd(message="ready"))
             return None
 
@@ -232,6 +235,8 @@ class WaferlineServer(LanguageServer):
                 from lsp_server import wafer_bridge
 
                 wafer = wafer_bridge.estimate(svc.bundle.path, hardware, res.prompt_tokens - res.reused_tokens, res.new_tokens)
+                if wafer is None:
+                    wafer_bridge.warm(svc.bundle.path, hardware)  # e.g. the hardware setting changed
             return res, wafer
 
         sched_job = self.scheduler.submit(uri, job)

@@ -1,8 +1,9 @@
 """The one place the server touches runtime.wafer: the wafer report of the served model, and what one completion
 would have cost on the wafer.
 
-Simulating takes ~0.1-0.5 s, so a report is computed once per (model, hardware) and cached; `estimate` then prices
-each completion from it: the prompt at the simulated prefill rate plus each new token at the per-token latency.
+Simulating takes ~0.1-1 s, so a report is computed once per (model, hardware), in the background (`warm`), and
+cached; `estimate` never simulates: it prices a completion from a cached report (the prompt at the simulated prefill
+rate plus each new token at the per-token latency) or says None until the report exists.
 """
 
 from __future__ import annotations
@@ -56,12 +57,26 @@ def simulate(bundle_path: str | Path, hardware: str, plot_dir: str | Path | None
     return {"report": msgspec.to_builtins(report), "plot_path": plot_path}
 
 
+def warm(bundle_path: str | Path, hardware: str) -> None:
+    """Simulate in a daemon thread if this (model, hardware) has no report yet."""
+    with _lock:
+        if (str(bundle_path), hardware) in _reports:
+            return
+
+    def run() -> None:
+        try:
+            _report(bundle_path, hardware)
+        except WaferUnavailable as exc:
+            log.info("%s", exc)
+
+    threading.Thread(target=run, name="wafer-report", daemon=True).start()
+
+
 def estimate(bundle_path: str | Path, hardware: str, prompt_tokens: int, new_tokens: int) -> tuple[float, float] | None:
-    """(wafer_ms, wafer decode tokens/s) for one completion, or None if the model cannot be simulated."""
-    try:
-        report = _report(bundle_path, hardware)
-    except WaferUnavailable as exc:
-        log.debug("%s", exc)
+    """(wafer_ms, wafer decode tokens/s) for one completion; None while no report is cached (or it cannot exist)."""
+    with _lock:
+        report = _reports.get((str(bundle_path), hardware))
+    if report is None or isinstance(report, WaferUnavailable):
         return None
     prefill_s = max(prompt_tokens, 0) / report.prefill_tokens_per_s if report.prefill_tokens_per_s > 0 else 0.0
     total_s = prefill_s + report.per_token_latency_s * max(new_tokens, 0)
