@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(WL) model pull
-	$(WL) complete examples/sample.py:16:5 --mode block
+	$(WL) complete examples/sample.py:16:1 --mode block
 	$(WL) generate --file examples/sample.py --max-tokens 64 --greedy
 	$(WL) simulate --model smollm2-135m --hardware wse3
 
