@@ -60,7 +60,7 @@ def test_lookup_draft_copies_what_followed():
     assert lookup_draft([7, 8], [1, 7, 8, 6, 5], ngram=2, k=2) == [6, 5]
     assert lookup_draft([42], [1, 2, 3], ngram=3, k=4) == []
     assert lookup_draft([9, 3], [1, 3, 4], ngram=3, k=2) == []  # one matching token is too weak a hint
-    assert lookup_draft([9, 3], [1, 3, 4], ngram=3, k=2, min_ngram=1) == [4]
+    assert lookup_draft([9, 3], [1, 3, 4], ngram=3, k=2, min_ngram=1) == [4, 9]
 
 
 def test_stop_strings_and_max_tokens(bundle, decoder):
