@@ -113,7 +113,7 @@ def main() -> int:
     ap.add_argument("--prompt-tokens", type=int, default=460)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--agreement-tokens", type=int, default=400)
+    ap.add_argument("--agreement-tokens", type=int, default=1000)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
