@@ -189,6 +189,14 @@ def total_sram_need(w: Workload, dtype: str, context: int) -> int:
     return w.weight_bytes(dtype) + kv
 
 
+def _check_grid(hw: WaferSpec, rows: int, cols: int) -> None:
+    """A forced grid must be positive and fit the PE mesh."""
+    if rows <= 0 or cols <= 0:
+        raise WaferError(f"grid {rows}x{cols}: both sides must be > 0")
+    if not _grid_fits_mesh(hw, rows, cols):
+        raise WaferError(f"grid {rows}x{cols} does not fit the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh of {hw.name}")
+
+
 def _grid_fits_mesh(hw: WaferSpec, rows: int, cols: int) -> bool:
     return rows <= hw.mesh_height_pes and cols <= hw.mesh_width_pes
 
@@ -254,10 +262,7 @@ def place(
     layers = _layers(w)
     if grid is not None:
         rows, cols = grid
-        if rows <= 0 or cols <= 0:
-            raise WaferError(f"grid {rows}x{cols}: both sides must be > 0")
-        if not _grid_fits_mesh(hw, rows, cols):
-            raise WaferError(f"grid {rows}x{cols} does not fit the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh of {hw.name}")
+        _check_grid(hw, rows, cols)
         need = max(layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers)
         if need > cap:
             side = _min_square(layers, hw, dtype, context)
@@ -331,10 +336,7 @@ def gemv_grid(hw: WaferSpec, m: int, n: int, grid: tuple[int, int] | None, score
     need = lambda r, c: (cdiv(m, r) * cdiv(n, c) + 2 * cdiv(n, c) + cdiv(m, r)) * ACT_BYTES  # noqa: E731
     if grid is not None:
         r, c = grid
-        if r <= 0 or c <= 0:
-            raise WaferError(f"grid {r}x{c}: both sides must be > 0")
-        if not _grid_fits_mesh(hw, r, c):
-            raise WaferError(f"grid {r}x{c} does not fit the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh of {hw.name}")
+        _check_grid(hw, r, c)
         if need(r, c) > cap:
             raise WaferError(f"GEMV {m}x{n} needs {fmt_bytes(need(r, c))} per PE on {r}x{c}: short by {fmt_bytes(need(r, c) - cap)} per PE")
         return r, c
