@@ -7,6 +7,7 @@ single-token step reuses one IO binding whose input arrays are updated in place.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -27,13 +28,31 @@ def session_options(threads: int) -> ort.SessionOptions:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # Prompt lengths differ on every keystroke: cached memory patterns per shape and an arena that only grows made a
+    # long-running server's RSS climb (measured: 230 -> 434 MB over 200 random prefills; 365 MB without both), while
+    # step time did not change measurably. Freed tensors now go back to the OS.
+    opts.enable_mem_pattern = False
+    opts.enable_cpu_mem_arena = False
     return opts
+
+
+def _return_freed_memory_to_os() -> None:
+    """glibc raises its mmap threshold after large blocks are freed, so later prefill scratch (tens of MB) comes from
+    per-thread heaps that are never given back: a language server's RSS went 252 -> 700 MB in 10 s of typing and kept
+    creeping. A fixed threshold keeps large blocks as mmaps, returned to the OS when freed. No-op off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD = 128 KiB (glibc's initial value), fixed: no dynamic raise
+        libc.mallopt(-8, 2)  # M_ARENA_MAX = 2: fewer per-thread heaps holding freed memory
+    except (OSError, AttributeError):
+        pass
 
 
 class Decoder:
     """One sequence's decoder state: ONNX session, KV cache, and the token ids whose K/V the cache holds."""
 
     def __init__(self, bundle: Bundle, threads: int = 2, max_context: int = 2048):
+        _return_freed_memory_to_os()
         meta = bundle.meta
         self.bundle, self.meta = bundle, meta
         self.max_context = min(max_context, meta.context_length, 16384)
