@@ -128,7 +128,7 @@ class _Linear:
 
 
 class DecoderBuilder:
-    def __init__(self, spec: ArchSpec, weights: Weights | None = None, lossy: list[str] | None = None):
+    def __init__(self, spec: ArchSpec, weights: Weights | None = None):
         self.spec, self.w = spec, weights
         self.g = _Graph(shape_only=weights is None)
         self.rope_interleaved = weights.rope_interleaved if weights else True

@@ -8,7 +8,6 @@ single-token step reuses one IO binding whose input arrays are updated in place.
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -260,7 +259,6 @@ def generate(
     t0 = time.perf_counter()
     reused = min(decoder.common_prefix(prompt_ids), len(prompt_ids) - 1)
     logits = decoder.prefill(prompt_ids)
-    t1 = time.perf_counter()
     out: list[int] = []
     stream = _TextStream(decoder.bundle.tokenizer, on_text)
     speculate = opts.speculate and opts.temperature <= 0.0
@@ -343,6 +341,3 @@ def generate(
         accepted=accepted,
     )
 
-
-def default_threads() -> int:
-    return max(1, min(2, os.cpu_count() or 1))

@@ -1,6 +1,5 @@
 """Capabilities, background model load with progress, requests before ready, load failure."""
 
-import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 

@@ -7,7 +7,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from .conftest import SAMPLE, caps, inline, open_doc, start, status, until, wait_state
+from .conftest import SAMPLE, inline, open_doc, start, status, until, wait_state
 
 URI = "file:///tmp/waferline-e2e/settings.py"
 
