@@ -185,9 +185,8 @@ def is_mid_word(prefix: str, suffix: str) -> bool:
     return bool(suffix) and bool(_WORD.match(suffix[0]))
 
 
-def scan_brackets(code: str, stack: list[str] | None = None) -> list[str]:
-    """Open brackets after scanning `code` (strings and # comments skipped; approximate, never raises)."""
-    stack = list(stack or [])
+def _code_brackets(code: str):
+    """(index, char) of each bracket in `code` outside strings and # comments (approximate, never raises)."""
     i, n = 0, len(code)
     quote: str | None = None
     while i < n:
@@ -210,12 +209,19 @@ def scan_brackets(code: str, stack: list[str] | None = None) -> list[str]:
             quote = code[i : i + 3] if code.startswith(c * 3, i) else c
             i += len(quote)
             continue
-        elif c in _OPEN:
-            stack.append(c)
-        elif c in _CLOSE:
-            if stack and stack[-1] == _CLOSE[c]:
-                stack.pop()
+        elif c in _OPEN or c in _CLOSE:
+            yield i, c
         i += 1
+
+
+def scan_brackets(code: str, stack: list[str] | None = None) -> list[str]:
+    """Open brackets after scanning `code` (strings and # comments skipped)."""
+    stack = list(stack or [])
+    for _, c in _code_brackets(code):
+        if c in _OPEN:
+            stack.append(c)
+        elif stack and stack[-1] == _CLOSE[c]:
+            stack.pop()
     return stack
 
 
@@ -318,35 +324,13 @@ def _reserved_closers(stack: list[str], rest: str) -> list[str]:
 def _cut_unbalanced(text: str, stack: list[str]) -> str:
     """Cut before the first closer that has no matching opener (the model closed something it didn't open)."""
     stack = list(stack)
-    quote: str | None = None
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if text.startswith(quote, i):
-                i += len(quote) - 1
-                quote = None
-            elif c == "\n" and len(quote) == 1:
-                quote = None
-        elif c in "\"'":
-            quote = text[i : i + 3] if text.startswith(c * 3, i) else c
-            i += len(quote) - 1
-        elif c == "#":
-            j = text.find("\n", i)
-            if j == -1:
-                break
-            i = j
-            continue
-        elif c in _OPEN:
+    for i, c in _code_brackets(text):
+        if c in _OPEN:
             stack.append(c)
-        elif c in _CLOSE:
-            if not stack or stack[-1] != _CLOSE[c]:
-                return text[:i]
+        elif not stack or stack[-1] != _CLOSE[c]:
+            return text[:i]
+        else:
             stack.pop()
-        i += 1
     return text
 
 
