@@ -79,21 +79,20 @@ class InferenceScheduler:
                     return
                 _, job = self._waiting.popitem(last=False)
                 self._running = job
-            try:
-                if job.future.done() or job.cancel.is_set():
-                    if not job.future.done():
-                        job.future.set_result(None)
-                    continue
-                result = job.fn(job.cancel)
-                if not job.future.done():
+            result, error = None, None
+            if not (job.future.done() or job.cancel.is_set()):
+                try:
+                    result = job.fn(job.cancel)
+                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+                    log.exception("inference job %s failed", job.key)
+                    error = exc
+            with self._cv:
+                self._running = None  # before the answer goes out: a status request after it sees no backlog
+            if not job.future.done():
+                if error is not None:
+                    job.future.set_exception(error)
+                else:
                     job.future.set_result(result)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
-                log.exception("inference job %s failed", job.key)
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            finally:
-                with self._cv:
-                    self._running = None
 
     def close(self, timeout_s: float = 2.0) -> None:
         with self._cv:
