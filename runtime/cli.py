@@ -61,7 +61,7 @@ def _pull(args) -> int:
 def _convert(args) -> int:
     from .convert import convert
 
-    out = args.out or models.cache_dir() / "models" / args.gguf.stem
+    out = args.out or models.bundle_dir(args.gguf.stem)
     print(convert(args.gguf, out))
     return 0
 

@@ -1,15 +1,13 @@
 """GGUF -> bundle directory (model.onnx + external data, tokenizer.json, bundle.json), written atomically.
 
-Everything is written into a temporary sibling directory and renamed into place at the end, so an interrupted
-conversion leaves nothing that is later taken for a whole bundle.
+Everything is written into a sibling directory and swapped into place by runtime/bundle_store.py, which never
+replaces anything but a bundle of ours and recovers from a kill at any point.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import onnx
@@ -17,6 +15,7 @@ from tqdm import tqdm
 
 from .builder import ArchSpec, Weights, build_graph
 from .bundle import BundleMeta, write_meta
+from .bundle_store import check_target, install
 from .errors import GGUFError
 from .gguf_source import GGUFModel, read_gguf, sha256_file
 from .tokenizer_build import special_ids, tokenizer_json
@@ -89,8 +88,9 @@ def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str) -> BundleMeta:
 
 
 def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
-    """Convert a GGUF into a bundle at out_dir (replacing any bundle there). Returns out_dir."""
-    out_dir = Path(out_dir)
+    """Convert a GGUF into a bundle at out_dir (replacing only a bundle of ours there). Returns out_dir."""
+    out_dir = Path(os.path.abspath(out_dir))
+    check_target(out_dir)  # refuse before the slow part; install checks again under its lock
     m = read_gguf(gguf_path)  # validate everything a user can get wrong before showing progress or writing
     spec = arch_spec(m)
     _check_shapes(m, spec)
@@ -101,20 +101,15 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
     steps.update()
     model = build_graph(spec, Weights(m.tensors, m.rules.rope_interleaved))
     steps.update()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         onnx.save_model(model, tmp / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
                         location="model.onnx.data", size_threshold=1024)
         steps.update()
         (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
         write_meta(tmp, bundle_meta(m, spec, sha))  # bundle.json last: its presence marks a complete bundle
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    install(out_dir, write)
     steps.update()
     steps.close()
     return out_dir

@@ -7,6 +7,7 @@ checked against its sha256, and the GGUF converted into the user cache dir. Serv
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import msgspec
 import platformdirs
 
 from .bundle import read_meta
+from .bundle_store import recover
 from .errors import ModelError
 from .gguf_source import sha256_file
 
@@ -51,8 +53,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("WAFERLINE_CACHE") or platformdirs.user_cache_dir("waferline"))
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
 def bundle_dir(name: str) -> Path:
-    return cache_dir() / "models" / name
+    """The cache directory of a named bundle; a name can never point outside (no '.', '..', separators)."""
+    if not _NAME.fullmatch(name) or name.endswith((".partial", ".old")):
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise ModelError(f"'{shown}' is not a valid model name (letters, digits, '.', '_', '-', '+'; at most 100)")
+    root = cache_dir()
+    if root.exists() and not root.is_dir():
+        raise ModelError(f"the cache {root} is a file, not a directory (check WAFERLINE_CACHE)")
+    return root / "models" / name
 
 
 def gguf_path(name: str) -> Path:
@@ -69,6 +81,7 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> Path:
     name_or_path = str(name_or_path or DEFAULT_MODEL)
     if name_or_path in CATALOG:
         path = bundle_dir(name_or_path)
+        recover(path)  # a kill during the last convert's swap leaves the old or the new bundle beside it
         if not is_bundle(path):
             raise ModelError(f"model '{name_or_path}' is not pulled yet: run `waferline model pull {name_or_path}`")
         return path
@@ -100,6 +113,7 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
     if name not in CATALOG:
         raise ModelError(f"unknown model '{name}' (known: {', '.join(CATALOG)})")
     entry, out = CATALOG[name], bundle_dir(name)
+    recover(out)
     if is_bundle(out) and not force:
         return out
     target = gguf_path(name)
