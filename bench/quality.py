@@ -6,8 +6,14 @@ Python standard-library files, for our completion service and for plain llama.cp
 Each position: the cursor sits at a random point of a non-blank line; the rest of that line is the target and is
 removed from the document (as when typing at the end of a line), the following lines stay. Ours = the service the
 server runs (runtime.completion: window, back-off + token healing, `<repo_name>`/`<file_sep>` header when the vocab
-has them, post-processing), greedy, line mode, <= 64 new tokens. Anchor = llama.cpp (llama-cpp-python) on the GGUF
-the bundle came from: the last 1,024 prefix tokens, greedy, stop at newline. Prints one summary line.
+has them, FIM for FIM models, post-processing), greedy, line mode, <= 64 new tokens. Anchors = llama.cpp
+(llama-cpp-python) on the GGUF the bundle came from, greedy, first line kept:
+- plain: the last 1,024 prefix tokens;
+- fim (FIM models): the prompt llama.cpp's /infill builds from llama.vscode's request -- `<|repo_name|>myproject\\n
+  <|file_sep|>filename\\n<|fim_prefix|>` + the last 1,024 tokens of the lines above + the cursor line's text
+  (tokenized apart, as the server does with llama.vscode's `prompt` field) + `<|fim_suffix|>` + the first 256 suffix
+  tokens + `<|fim_middle|>`.
+Prints the CPU and one summary line.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ MODULES = ["textwrap", "json.decoder", "json.encoder", "csv", "shlex", "fraction
            "string", "difflib", "configparser", "argparse", "dataclasses", "functools", "pprint", "statistics", "glob"]
 MAX_NEW_TOKENS = 64
 ANCHOR_PROMPT_TOKENS = 1024
+ANCHOR_SUFFIX_TOKENS = 256
 
 
 def positions(n: int, seed: int) -> list[tuple[str, str, str, str]]:
@@ -71,16 +78,31 @@ def run_ours(model: str, pos, threads: int) -> tuple[list[str], float]:
     return outs, time.perf_counter() - t0
 
 
-def run_anchor(gguf: str, pos, threads: int) -> tuple[list[str], float]:
+def anchor_fim_ids(llm, meta, prefix: str, suffix: str) -> list[int]:
+    """llama.cpp server's format_infill on llama.vscode's request (see the module docstring)."""
+    def tok(text: str) -> list[int]:
+        return llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
+
+    cut = prefix.rfind("\n") + 1
+    head = [meta.repo_name_id] + tok("myproject\n") + [meta.file_sep_id] + tok("filename\n")
+    pre = tok(prefix[:cut])[-ANCHOR_PROMPT_TOKENS:] + tok(prefix[cut:])
+    return head + [meta.fim_prefix_id] + pre + [meta.fim_suffix_id] + tok(suffix)[:ANCHOR_SUFFIX_TOKENS] + [meta.fim_middle_id]
+
+
+def run_anchor(gguf: str, pos, threads: int, meta=None) -> tuple[list[str], float]:
+    """meta given (a FIM model's bundle meta): the FIM anchor; else plain prefix completion."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_batch=512, verbose=False)
+    llm = Llama(model_path=gguf, n_ctx=4096, n_threads=threads, n_batch=512, verbose=False)
     outs = []
     t0 = time.perf_counter()
-    for _, prefix, _, _ in pos:
-        ids = llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=False)[-ANCHOR_PROMPT_TOKENS:]
+    for _, prefix, suffix, _ in pos:
+        if meta is not None:
+            ids = anchor_fim_ids(llm, meta, prefix, suffix)
+        else:
+            ids = llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=False)[-ANCHOR_PROMPT_TOKENS:]
         r = llm.create_completion(ids, max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=["\n"])
-        outs.append(r["choices"][0]["text"])
+        outs.append(r["choices"][0]["text"].split("\n")[0])
     return outs, time.perf_counter() - t0
 
 
@@ -97,21 +119,28 @@ def main() -> int:
     ap.add_argument("--positions", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-anchor", action="store_true")
+    ap.add_argument("--anchor", choices=["auto", "plain", "fim", "none"], default="auto",
+                    help="auto: fim for FIM models, else plain")
     args = ap.parse_args()
 
+    from bench.machine import cpu_line
     from runtime import models
+    from runtime.bundle import read_meta
 
+    print(cpu_line())
     pos = positions(args.positions, args.seed)
     ours, ours_s = run_ours(args.model, pos, args.threads)
     e, s = score(ours, pos)
-    line = f"quality ({len(pos)} stdlib positions, greedy, line): ours exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)"
-    if not args.no_anchor:
+    line = (f"quality {args.model} ({len(pos)} stdlib positions, seed {args.seed}, greedy, line): "
+            f"ours exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)")
+    meta = read_meta(models.resolve_model(args.model))
+    kind = ("fim" if meta.has_fim else "plain") if args.anchor == "auto" else args.anchor
+    if kind != "none":
         gguf = args.gguf or str(models.gguf_path(args.model))
-        anc, anc_s = run_anchor(gguf, pos, args.threads)
+        anc, anc_s = run_anchor(gguf, pos, args.threads, meta if kind == "fim" else None)
         ae, as_ = score(anc, pos)
         ratio = e / ae if ae else float("inf")
-        line += f" | llama.cpp plain exact {ae:.1%} edit-sim {as_:.3f} ({anc_s:.0f} s) | exact ratio {ratio:.2f}x"
+        line += f" | llama.cpp {kind} exact {ae:.1%} edit-sim {as_:.3f} ({anc_s:.0f} s) | exact ratio {ratio:.2f}x"
     print(line)
     return 0
 

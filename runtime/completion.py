@@ -17,6 +17,7 @@ No LSP here (DESIGN.md): callers hand in plain strings (prefix before the cursor
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import re
 import threading
@@ -46,7 +47,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
     mode: Mode = "line"
     max_new_tokens: int = 64
     max_prompt_tokens: int = 1024
-    max_suffix_tokens: int = 128  # FIM models only
+    max_suffix_tokens: int = 256  # FIM models only (llama.vscode sends 256 too)
     temperature: float = 0.0
     seed: int | None = None
     speculate: bool = True
@@ -77,6 +78,7 @@ class CompletionResult(msgspec.Struct, kw_only=True):
 WINDOW_REFILL_FRACTION = 0.75  # after a jump the window holds 3/4 of max tokens: ~1/4 of slack before the next jump
 WINDOW_SHRINK_FRACTION = 0.5  # a window below half of max (cursor moved up, text deleted) is refilled
 _SCAN_CHARS_PER_TOKEN = 12  # generous chars/token bound: only this much text is ever tokenized to place the start
+HEADER_NAME_CHARS = 200  # a repo name or path longer than this is cut in the prompt header (a 4,000-char path)
 
 
 def _line_starts(text: str, lo: int) -> list[int]:
@@ -548,14 +550,15 @@ class CompletionService:
         self.max_context = int(getattr(decoder, "max_context", 0) or getattr(self.meta, "context_length", 2048) or 2048)
 
     @classmethod
-    def load(cls, model: str, *, threads: int = 2, max_context: int = 2048) -> "CompletionService":
-        """Resolve a model name or path, load its bundle, open a Decoder. Raises runtime.errors.WaferlineError."""
+    def load(cls, model: str, *, threads: int = 2, max_context: int = 2048, kv_slots: int = 4) -> "CompletionService":
+        """Resolve a model name or path, load its bundle, open a Decoder with `kv_slots` document caches.
+        Raises runtime.errors.WaferlineError."""
         from runtime.bundle import load_bundle
         from runtime.engine import Decoder
         from runtime.models import resolve_model
 
         bundle = load_bundle(resolve_model(model))
-        decoder = Decoder(bundle, threads=threads, max_context=max_context)
+        decoder = Decoder(bundle, threads=threads, max_context=max_context, max_slots=kv_slots)
         svc = cls(bundle, decoder)
         svc.max_context = max_context
         return svc
@@ -577,41 +580,65 @@ class CompletionService:
         return None not in (m.fim_prefix_id, m.fim_suffix_id, m.fim_middle_id)
 
     def _header_ids(self, req: CompletionRequest) -> list[int]:
-        """`<repo_name>NAME<file_sep>PATH\\n` when the vocabulary has both tokens (+~2 points exact match)."""
+        """Repo-level header `<|repo_name|>NAME\\n<|file_sep|>PATH\\n` (Qwen2.5-Coder's training layout, also what
+        llama.cpp's /infill writes) when the vocabulary has both tokens; SmolLM2: +~2 points exact match."""
         m = self.meta
         if m.repo_name_id is None or m.file_sep_id is None or not req.path:
             return []
-        return [m.repo_name_id] + self.encode(req.repo_name or "repo") + [m.file_sep_id] + self.encode(req.path + "\n")
+        repo = (req.repo_name or "repo")[:HEADER_NAME_CHARS]
+        path = req.path if len(req.path) <= HEADER_NAME_CHARS else "..." + req.path[-HEADER_NAME_CHARS:]
+        repo_line = repo + "\n" if self.has_fim else repo  # Qwen2.5-Coder: a line each; StarCoder2/SmolLM2: no newline
+        return [m.repo_name_id] + self.encode(repo_line) + [m.file_sep_id] + self.encode(path + "\n")
 
     def plan_prompt(self, req: CompletionRequest) -> PromptPlan:
-        """Token ids for `req`: [bos] [header] window-of-prefix (FIM: + suffix + middle)."""
+        """Token ids for `req`: [bos] [header] window-of-prefix, or for FIM models (PSM, as trained)
+        [header] <|fim_prefix|> window <|fim_suffix|> suffix-window <|fim_middle|>.
+
+        Both ends back off to a natural token boundary (trailing spaces, a cursor that cuts a token); the backed-off
+        text is regenerated first under a constraint (token healing) and stripped from the completion. Only bounded
+        character windows around the cursor are ever tokenized, whatever the document's size."""
         m = self.meta
         head = ([m.bos_id] if getattr(m, "add_bos", False) and m.bos_id is not None else []) + self._header_ids(req)
-        budget = max(16, min(req.max_prompt_tokens, self.max_context - req.max_new_tokens - 8) - len(head))
+        suffix_room = req.max_suffix_tokens + 3 if self.has_fim else 0
+        budget = max(16, min(req.max_prompt_tokens, self.max_context - req.max_new_tokens - suffix_room - 8) - len(head))
+        start = self._window_start(req, budget)
+        window = req.prefix[start:]
+        text, backoff = split_backoff(window)
+        body = self.encode(text)
+        if not body:  # nothing natural before the cursor: keep the raw window
+            text, backoff = window, ""
+            body = self.encode(text)
+        if not backoff and len(body) > 1:
+            # token healing: the cursor may cut a token ("items.extend(va|"); give the last token back and let the
+            # model choose one that starts with its text, so "va" can become "values" instead of ending a word
+            last = self.tokenizer.decode([body[-1]], skip_special_tokens=False)
+            if last and text.endswith(last) and body[-1] not in self.stop_ids:
+                text, backoff, body = text[: -len(last)], last, body[:-1]
+        suffix_ids = self.encode(req.suffix[: req.max_suffix_tokens * _SCAN_CHARS_PER_TOKEN])[: req.max_suffix_tokens]
+        if self.has_fim:
+            ids = head + [m.fim_prefix_id] + body + [m.fim_suffix_id] + suffix_ids + [m.fim_middle_id]
+            return PromptPlan(ids=ids, backoff=backoff, fim=True, lookup_ids=ids, window_start=start)
+        ids = head + body
+        return PromptPlan(ids=ids, backoff=backoff, lookup_ids=ids + suffix_ids, window_start=start)
+
+    def _window_start(self, req: CompletionRequest, budget: int) -> int:
+        """Where the prefix window starts (absolute offset), remembered per document so it moves in jumps.
+
+        Only the last budget x _SCAN_CHARS_PER_TOKEN characters (from a line start) are looked at: a 20 MB document
+        costs what a small one does."""
+        base = max(0, len(req.prefix) - budget * _SCAN_CHARS_PER_TOKEN)
+        if base:
+            nl = req.prefix.find("\n", base)
+            base = nl + 1 if nl != -1 else base
+        view = req.prefix[base:]
         prev = self._window_starts.get(req.doc_key)
-        start = choose_window_start(req.prefix, prev, self.count_tokens, budget)
+        rel = choose_window_start(view, None if prev is None or prev < base else prev - base, self.count_tokens, budget)
+        start = base + rel
         self._window_starts[req.doc_key] = start
         self._window_starts.move_to_end(req.doc_key)
         while len(self._window_starts) > 64:
             self._window_starts.popitem(last=False)
-        window = req.prefix[start:]
-        if self.has_fim:
-            suffix_ids = self.encode(req.suffix)[: req.max_suffix_tokens]
-            ids = head + [m.fim_prefix_id] + self.encode(window) + [m.fim_suffix_id] + suffix_ids + [m.fim_middle_id]
-            return PromptPlan(ids=ids, fim=True, lookup_ids=ids, window_start=start)
-        text, backoff = split_backoff(window)
-        ids = head + self.encode(text)
-        if len(ids) == len(head):  # nothing natural before the cursor: keep the raw window
-            text, backoff = window, ""
-            ids = head + self.encode(text)
-        if not backoff and len(ids) > len(head) + 1:
-            # token healing: the cursor may cut a token ("items.extend(va|"); give the last token back and let the
-            # model choose one that starts with its text, so "va" can become "values" instead of ending a word
-            last = self.tokenizer.decode([ids[-1]], skip_special_tokens=False)
-            if last and text.endswith(last) and ids[-1] not in self._stop_ids():
-                text, backoff, ids = text[: -len(last)], last, ids[:-1]
-        lookup = ids + self.encode(req.suffix[:2000])[: req.max_suffix_tokens * 4]
-        return PromptPlan(ids=ids, backoff=backoff, lookup_ids=lookup, window_start=start)
+        return start
 
     # -- token healing -------------------------------------------------------------------------------------------
 
@@ -687,17 +714,48 @@ class CompletionService:
             self.cache.put(req.prefix, req.suffix, okey, res.text)
         return res
 
-    def _stop_ids(self) -> list[int]:
+    @functools.cached_property
+    def stop_ids(self) -> list[int]:
+        """End of suggestion: the model's end tokens, and every special (control) token of its vocabulary --
+        `<|endoftext|>`, `<|fim_pad|>`, `<|file_sep|>`, `<|im_end|>` ... never belong in code."""
         m = self.meta
         ids = list(m.eos_ids or [])
         for extra in (m.fim_prefix_id, m.fim_suffix_id, m.fim_middle_id, m.fim_pad_id, m.file_sep_id, m.repo_name_id):
             if extra is not None and extra not in ids:
                 ids.append(extra)
+        special = getattr(self.tokenizer, "get_added_tokens_decoder", dict)()
+        ids += sorted(i for i, tok in special.items() if getattr(tok, "special", False) and i not in ids)
         return ids
+
+    def _use_slot(self, doc_key: str) -> None:
+        use = getattr(self.decoder, "use_slot", None)  # test doubles have one cache
+        if use is not None:
+            use(doc_key)
+
+    def warm(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64) -> int:
+        """Prefill the part of `req`'s prompt that stays put while the user types there -- header and prefix window
+        (FIM: up to `<|fim_suffix|>`) -- into the document's KV slot, so the request that follows evaluates only
+        what is new. Small chunks: a real request cancels this within one chunk. Returns the tokens now cached."""
+        if not req.prefix.strip():
+            return 0
+        self._use_slot(req.doc_key)
+        plan = self.plan_prompt(req)
+        stable = plan.ids[: plan.ids.index(self.meta.fim_suffix_id)] if plan.fim else plan.ids
+        if stable:
+            self.decoder.prefill(stable, chunk=chunk, cancel=cancel)
+        return _common_prefix_len(getattr(self.decoder, "tokens", []), stable)
+
+    def forget(self, doc_key: str) -> None:
+        """A closed document: drop its KV slot and window state."""
+        self._window_starts.pop(doc_key, None)
+        drop = getattr(self.decoder, "drop_slot", None)
+        if drop is not None:
+            drop(doc_key)
 
     def _run_model(self, req: CompletionRequest, cancel: threading.Event | None, t0: float) -> CompletionResult:
         from runtime.engine import GenerateOptions, generate
 
+        self._use_slot(req.doc_key)
         plan = self.plan_prompt(req)
         ctx = make_post_context(req.prefix, req.suffix, req.mode)
         stop = _StopFlag(cancel)
@@ -732,7 +790,7 @@ class CompletionService:
             max_new_tokens=max_new,
             temperature=req.temperature,
             seed=req.seed,
-            stop_token_ids=self._stop_ids(),
+            stop_token_ids=self.stop_ids,
             stop_strings=["\n"] if req.mode == "line" else ["```", "\n\n\n"],
             speculate=req.speculate,
         )

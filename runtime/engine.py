@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -47,10 +48,20 @@ def _return_freed_memory_to_os() -> None:
         pass
 
 
-class Decoder:
-    """One sequence's decoder state: ONNX session, KV cache, and the token ids whose K/V the cache holds."""
+class _Slot:
+    """One sequence's KV cache: buffers bound in place, the token ids whose K/V they hold, the step binding."""
 
-    def __init__(self, bundle: Bundle, threads: int = 2, max_context: int = 2048):
+    def __init__(self, kv: list[ort.OrtValue]):
+        self.kv = kv
+        self.tokens: list[int] = []
+        self.step_binding: ort.IOBinding | None = None
+
+
+class Decoder:
+    """ONNX session and KV caches: one slot per document (LRU, `max_slots`), so switching back to a file finds its
+    prompt still cached; every call works on the current slot, chosen with `use_slot`."""
+
+    def __init__(self, bundle: Bundle, threads: int = 2, max_context: int = 2048, max_slots: int = 1):
         _return_freed_memory_to_os()
         meta = bundle.meta
         self.bundle, self.meta = bundle, meta
@@ -59,15 +70,41 @@ class Decoder:
             self.session = ort.InferenceSession(str(bundle.model_path), session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises a zoo of types for a damaged file
             raise ModelError(f"cannot load {bundle.model_path}: {str(exc).splitlines()[0][:300]}") from None
-        kv_shape = (1, meta.n_kv_heads, self.max_context, meta.head_dim)  # [B, H_kv, T_max, D]
-        self._kv = [ort.OrtValue.ortvalue_from_numpy(np.zeros(kv_shape, np.float32)) for _ in range(2 * meta.n_layers)]
-        self.tokens: list[int] = []
-        # single-token step: arrays updated in place, bound once
+        self.max_slots = max(1, int(max_slots))
+        # single-token step: arrays updated in place, bound once per slot
         self._step_ids = np.zeros((1, 1), np.int64)
         self._step_seqlens = np.zeros((1,), np.int32)
         self._step_total = np.zeros((), np.int32)
         self._step_logits = np.zeros((1, 1, meta.vocab_size), np.float32)
-        self._step_binding = self._bind(self._step_ids, self._step_seqlens, self._step_total, np.ones(1, np.int64), self._step_logits)
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self.use_slot("")
+
+    @property
+    def kv_bytes_per_slot(self) -> int:
+        m = self.meta
+        return 2 * m.n_layers * m.n_kv_heads * self.max_context * m.head_dim * 4
+
+    def use_slot(self, key: str) -> bool:
+        """Make `key`'s KV cache current (the least recently used slot is recycled past max_slots).
+        True when the slot already existed, i.e. its cached tokens can be reused."""
+        slot = self._slots.get(key)
+        found = slot is not None
+        if slot is None:
+            if len(self._slots) < self.max_slots:
+                kv_shape = (1, self.meta.n_kv_heads, self.max_context, self.meta.head_dim)  # [B, H_kv, T_max, D]
+                slot = _Slot([ort.OrtValue.ortvalue_from_numpy(np.zeros(kv_shape, np.float32))
+                              for _ in range(2 * self.meta.n_layers)])
+            else:
+                _, slot = self._slots.popitem(last=False)
+                slot.tokens = []
+            self._slots[key] = slot
+        self._slots.move_to_end(key)
+        self._slot, self._kv, self.tokens = slot, slot.kv, slot.tokens
+        if slot.step_binding is None:
+            slot.step_binding = self._bind(self._step_ids, self._step_seqlens, self._step_total, np.ones(1, np.int64),
+                                           self._step_logits)
+        self._step_binding = slot.step_binding
+        return found
 
     def _bind(self, ids, seqlens, total, last, logits) -> ort.IOBinding:
         b = self.session.io_binding()
@@ -90,6 +127,11 @@ class Decoder:
 
     def reset(self) -> None:
         self.tokens.clear()
+
+    def drop_slot(self, key: str) -> None:
+        """Forget a document's cache (closed file); its buffers are freed unless it is the current slot."""
+        if key in self._slots and self._slots[key] is not self._slot:
+            del self._slots[key]
 
     def common_prefix(self, ids: Sequence[int]) -> int:
         n = 0
@@ -122,14 +164,17 @@ class Decoder:
         self.tokens.extend(int(t) for t in ids)
         return logits[0]
 
-    def prefill(self, ids: Sequence[int], chunk: int = 512) -> np.ndarray:
-        """Make the cache hold exactly `ids`, reusing the longest common prefix; logits [vocab] of the last id."""
+    def prefill(self, ids: Sequence[int], chunk: int = 512, cancel: threading.Event | None = None) -> np.ndarray | None:
+        """Make the cache hold exactly `ids`, reusing the longest common prefix; logits [vocab] of the last id.
+        A set `cancel` stops between chunks (None returned; the cache keeps what was evaluated)."""
         if not ids:
             raise WaferlineError("cannot prefill an empty prompt")
         keep = min(self.common_prefix(ids), len(ids) - 1)  # the last id is always evaluated: we need its logits
         self.truncate(keep)
         rest = list(ids[keep:])
         for start in range(0, len(rest), chunk):
+            if cancel is not None and cancel.is_set():
+                return None
             logits = self._run(rest[start : start + chunk], 1)
         return logits[-1]
 

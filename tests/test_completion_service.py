@@ -73,7 +73,7 @@ class OracleDecoder:
     def truncate(self, n):
         del self.tokens[max(0, n) :]
 
-    def prefill(self, ids, chunk=512):
+    def prefill(self, ids, chunk=512, cancel=None):
         keep = min(self.common_prefix(ids), len(ids) - 1)
         self.truncate(keep)
         self.evaluated += len(ids) - keep
@@ -200,11 +200,20 @@ def test_fim_prompt_layout(tokenizer):
     svc, _ = service(tokenizer, fim=True)
     m = svc.meta
     plan = svc.plan_prompt(CompletionRequest(prefix="x = ", suffix="\ny = 2\n"))
-    assert plan.fim and plan.backoff == ""
+    # FIM backs off to a natural boundary too: the trailing space is regenerated first (token healing)
+    assert plan.fim and plan.backoff == " "
     assert plan.ids[0] == m.fim_prefix_id and plan.ids[-1] == m.fim_middle_id
     i = plan.ids.index(m.fim_suffix_id)
-    assert tokenizer.decode(plan.ids[1:i]) == "x = "
+    assert tokenizer.decode(plan.ids[1:i]) == "x ="
     assert tokenizer.decode(plan.ids[i + 1 : -1]) == "\ny = 2\n"
+
+
+def test_fim_prompt_bounds_a_huge_suffix_and_prefix(tokenizer):
+    svc, _ = service(tokenizer, fim=True)
+    big = "y = 2\n" * 2_000_000  # 12 MB each side: only windows around the cursor are tokenized
+    plan = svc.plan_prompt(CompletionRequest(prefix=big + "x = 1", suffix=big, max_prompt_tokens=256, max_suffix_tokens=64))
+    i = plan.ids.index(svc.meta.fim_suffix_id)
+    assert len(plan.ids) - i - 2 <= 64 and i <= 256
 
 
 def test_repo_header_when_tokens_exist(tokenizer):
@@ -226,3 +235,22 @@ def test_window_limits_prompt_tokens(tokenizer):
     res = svc.complete(CompletionRequest(prefix=prefix, suffix="\n", max_prompt_tokens=128))
     assert res.prompt_tokens <= 128
     assert res.text == "compute(399)"
+
+
+def test_warm_then_complete_reuses_the_warmed_prefix(tiny_bundle):
+    """Background prefill on a real decoder: the request that follows evaluates only what is new, and a request in
+    another document does not throw the first one's cache away (one KV slot per document)."""
+    svc = CompletionService.load(str(tiny_bundle), kv_slots=2)
+    doc_a = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(12))
+    doc_b = "class Stack:\n    def push(self, item):\n        self.items.append(item)\n"
+    req_a = CompletionRequest(prefix=doc_a + "def g(", suffix="\n", doc_key="a", max_new_tokens=4)
+    warmed = svc.warm(req_a)
+    assert warmed > 50
+    res = svc.complete(req_a)
+    assert res.reused_tokens >= warmed - 1
+    svc.complete(CompletionRequest(prefix=doc_b + "    def pop(", suffix="", doc_key="b", max_new_tokens=4))
+    again = svc.complete(CompletionRequest(prefix=doc_a + "def h(", suffix="\n", doc_key="a", max_new_tokens=4))
+    assert again.reused_tokens >= warmed - 1
+    cancel = threading.Event()
+    cancel.set()
+    assert svc.warm(CompletionRequest(prefix=doc_b * 5 + "x", doc_key="c"), cancel=cancel) == 0

@@ -111,3 +111,32 @@ def test_context_overflow_is_a_clear_error(bundle):
     decoder = Decoder(bundle, max_context=16)
     with pytest.raises(WaferlineError, match="exceeds"):
         decoder.prefill(list(range(20)))
+
+
+def test_slots_keep_each_documents_cache(bundle):
+    """Switching documents keeps each one's K/V: switching back evaluates nothing new and gives the same logits;
+    past max_slots the least recently used slot is recycled."""
+    dec = Decoder(bundle, max_context=256, max_slots=2)
+    a, b, c = ids_of(bundle, CODE), ids_of(bundle, "class Stack:\n    def push(self, item):\n"), ids_of(bundle, "x = 1\n")
+    assert not dec.use_slot("a")
+    want_a = dec.prefill(a).copy()
+    dec.use_slot("b")
+    assert dec.tokens == []
+    want_b = dec.prefill(b).copy()
+    assert dec.use_slot("a") and dec.tokens == a
+    np.testing.assert_allclose(dec.verify([a[-1]])[0], Decoder(bundle, max_context=256).verify(a + [a[-1]])[-1], atol=1e-4)
+    dec.truncate(len(a))
+    assert dec.use_slot("b") and dec.tokens == b
+    np.testing.assert_allclose(dec.prefill(b), want_b, atol=1e-5)  # nothing re-evaluated but the last id
+    dec.use_slot("c")  # evicts "a", the least recently used
+    dec.prefill(c)
+    assert not dec.use_slot("a") and dec.tokens == []
+    np.testing.assert_allclose(dec.prefill(a), want_a, atol=1e-4)
+
+
+def test_prefill_stops_between_chunks_when_cancelled(bundle, decoder):
+    ids = ids_of(bundle, CODE * 3)
+    cancel = threading.Event()
+    cancel.set()
+    assert decoder.prefill(ids, chunk=8, cancel=cancel) is None
+    assert decoder.tokens == []
