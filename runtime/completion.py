@@ -51,6 +51,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
     temperature: float = 0.0
     seed: int | None = None
     speculate: bool = True
+    cold_prompt_tokens: int = 0  # > 0: when more than this must be evaluated, answer from a short window (see plan)
 
 
 class CompletionResult(msgspec.Struct, kw_only=True):
@@ -70,6 +71,7 @@ class CompletionResult(msgspec.Struct, kw_only=True):
     cpu_tokens_per_s: float = 0.0
     drafted: int = 0
     accepted: int = 0
+    cold: bool = False  # answered from a short cold-start window: the caller should warm the full one
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -590,7 +592,19 @@ class CompletionService:
         repo_line = repo + "\n" if self.has_fim else repo  # Qwen2.5-Coder: a line each; StarCoder2/SmolLM2: no newline
         return [m.repo_name_id] + self.encode(repo_line) + [m.file_sep_id] + self.encode(path + "\n")
 
-    def plan_prompt(self, req: CompletionRequest) -> PromptPlan:
+    def plan_for_cache(self, req: CompletionRequest) -> tuple[PromptPlan, bool]:
+        """The full plan, or -- when its uncached part is over `req.cold_prompt_tokens` -- a short-window plan
+        (3/4 of that budget before the cursor, 1/4 after) that answers within the cold-start latency; True then.
+        The short window is not remembered: the next plan (or the background warm) goes back to the full one."""
+        plan = self.plan_prompt(req)
+        cached = _common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
+        if req.cold_prompt_tokens <= 0 or len(plan.ids) - cached <= req.cold_prompt_tokens:
+            return plan, False
+        short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
+                                        max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4))
+        return self.plan_prompt(short, remember=False), True
+
+    def plan_prompt(self, req: CompletionRequest, remember: bool = True) -> PromptPlan:
         """Token ids for `req`: [bos] [header] window-of-prefix, or for FIM models (PSM, as trained)
         [header] <|fim_prefix|> window <|fim_suffix|> suffix-window <|fim_middle|>.
 
@@ -601,7 +615,7 @@ class CompletionService:
         head = ([m.bos_id] if getattr(m, "add_bos", False) and m.bos_id is not None else []) + self._header_ids(req)
         suffix_room = req.max_suffix_tokens + 3 if self.has_fim else 0
         budget = max(16, min(req.max_prompt_tokens, self.max_context - req.max_new_tokens - suffix_room - 8) - len(head))
-        start = self._window_start(req, budget)
+        start = self._window_start(req, budget, remember)
         window = req.prefix[start:]
         text, backoff = split_backoff(window)
         body = self.encode(text)
@@ -621,7 +635,7 @@ class CompletionService:
         ids = head + body
         return PromptPlan(ids=ids, backoff=backoff, lookup_ids=ids + suffix_ids, window_start=start)
 
-    def _window_start(self, req: CompletionRequest, budget: int) -> int:
+    def _window_start(self, req: CompletionRequest, budget: int, remember: bool = True) -> int:
         """Where the prefix window starts (absolute offset), remembered per document so it moves in jumps.
 
         Only the last budget x _SCAN_CHARS_PER_TOKEN characters (from a line start) are looked at: a 20 MB document
@@ -634,6 +648,8 @@ class CompletionService:
         prev = self._window_starts.get(req.doc_key)
         rel = choose_window_start(view, None if prev is None or prev < base else prev - base, self.count_tokens, budget)
         start = base + rel
+        if not remember:
+            return start
         self._window_starts[req.doc_key] = start
         self._window_starts.move_to_end(req.doc_key)
         while len(self._window_starts) > 64:
@@ -756,7 +772,7 @@ class CompletionService:
         from runtime.engine import GenerateOptions, generate
 
         self._use_slot(req.doc_key)
-        plan = self.plan_prompt(req)
+        plan, cold = self.plan_for_cache(req)
         ctx = make_post_context(req.prefix, req.suffix, req.mode)
         stop = _StopFlag(cancel)
         reused_before = _common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
@@ -817,6 +833,7 @@ class CompletionService:
             cpu_tokens_per_s=float(gen.decode_tokens_per_s),
             drafted=int(getattr(gen, "drafted", 0) or 0),
             accepted=int(getattr(gen, "accepted", 0) or 0),
+            cold=cold,
         )
 
     def _finish(self, req, text, raw, reason, t0, prompt_tokens, reused, new_tokens=0) -> CompletionResult:

@@ -254,3 +254,15 @@ def test_warm_then_complete_reuses_the_warmed_prefix(tiny_bundle):
     cancel = threading.Event()
     cancel.set()
     assert svc.warm(CompletionRequest(prefix=doc_b * 5 + "x", doc_key="c"), cancel=cancel) == 0
+
+
+def test_cold_request_answers_from_a_short_window_until_warmed(tiny_bundle):
+    svc = CompletionService.load(str(tiny_bundle), kv_slots=2)
+    doc = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(30))
+    req = CompletionRequest(prefix=doc + "def g(", suffix="\n", doc_key="a", max_new_tokens=4, cold_prompt_tokens=64)
+    cold = svc.complete(req)
+    assert cold.cold and cold.prompt_tokens <= 64 + 4
+    svc.warm(req)
+    svc.cache.clear()
+    warm = svc.complete(req)
+    assert not warm.cold and warm.prompt_tokens > 200 and warm.prompt_tokens - warm.reused_tokens <= 64
