@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from runtime import cli as runtime_cli
 from runtime.errors import WaferlineError
@@ -16,8 +17,20 @@ from runtime.wafer import cli as wafer_cli
 from . import cli_serve
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage mistakes read like every other user error: one `waferline: error:` line, exit 2.
+    Subcommand parsers inherit it (add_subparsers defaults parser_class to the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"waferline: error: {_one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="waferline", description="Local code completion on ONNX Runtime, with a wafer-scale simulator.")
+    parser = _Parser(prog="waferline", description="Local code completion on ONNX Runtime, with a wafer-scale simulator.")
     sub = parser.add_subparsers(dest="command", required=True)
     runtime_cli.add_parsers(sub)
     wafer_cli.add_parser(sub)
@@ -32,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers.get(args.command, runtime_cli.run)(args)
     except WaferlineError as exc:
-        print(f"waferline: error: {exc}", file=sys.stderr)
+        print(f"waferline: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

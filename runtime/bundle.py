@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 from tokenizers import Tokenizer
 
+from .checks import check_arch
 from .errors import ModelError
 
 BUNDLE_FORMAT = 1
@@ -78,9 +79,11 @@ def read_meta(path: Path) -> BundleMeta:
     if not meta_file.is_file():
         raise ModelError(f"{path} is not a model bundle (no bundle.json); convert a GGUF with `waferline model convert`")
     try:
-        return msgspec.json.decode(meta_file.read_bytes(), type=BundleMeta)
+        meta = msgspec.json.decode(meta_file.read_bytes(), type=BundleMeta)
     except msgspec.DecodeError as exc:
         raise ModelError(f"{meta_file} is broken: {exc}") from None
+    check_arch(msgspec.structs.asdict(meta), f"{meta_file} is broken", ModelError)  # the engine sizes its KV cache by these
+    return meta
 
 
 def load_bundle(path: str | Path) -> Bundle:

@@ -9,6 +9,12 @@ from pathlib import Path
 import msgspec
 
 from . import models
+from .checks import float_arg, int_arg, read_text_file, utf8_arg
+from .errors import WaferlineError
+
+MAX_THREADS = 256  # far past any CPU we run on; ONNX Runtime crashes creating 100000 threads
+MAX_NEW_TOKENS = 16384  # the decoder's context is capped there (runtime/engine.py)
+MAX_PROMPT_FILE = 4 << 20  # far more text than any context holds
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -32,17 +38,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     gen = sub.add_parser("generate", help="complete a prompt with the local model and print speed")
     src = gen.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompt", help="prompt text")
+    src.add_argument("--prompt", type=utf8_arg, help="prompt text")
     src.add_argument("--file", type=Path, help="read the prompt from a file")
     gen.add_argument("--model", default=models.DEFAULT_MODEL, help="model name or bundle directory")
-    gen.add_argument("--max-tokens", type=int, default=64)
+    gen.add_argument("--max-tokens", type=int_arg(1, MAX_NEW_TOKENS), default=64)
     gen.add_argument("--greedy", action="store_true", help="temperature 0 (the default unless --temperature is given)")
-    gen.add_argument("--temperature", type=float, default=0.0)
-    gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--seed", type=int)
-    gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    gen.add_argument("--temperature", type=float_arg(0.0, 100.0), default=0.0)
+    gen.add_argument("--top-p", type=float_arg(0.0, 1.0, lo_open=True), default=1.0)
+    gen.add_argument("--seed", type=int_arg(0, 2**64 - 1))
+    gen.add_argument("--stop", type=utf8_arg, action="append", default=[], help="stop string (repeatable)")
     gen.add_argument("--no-speculate", action="store_true", help="plain decoding, no prompt-lookup drafts")
-    gen.add_argument("--threads", type=int, default=2)
+    gen.add_argument("--threads", type=int_arg(1, MAX_THREADS), default=2)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
 
 
@@ -102,14 +108,13 @@ def _generate(args) -> int:
     from .bundle import load_bundle
     from .engine import Decoder, GenerateOptions, generate
 
+    prompt = args.prompt if args.prompt is not None else read_text_file(args.file, "prompt file", MAX_PROMPT_FILE)
     bundle = load_bundle(models.resolve_model(args.model))
-    prompt = args.prompt if args.prompt is not None else args.file.read_text(encoding="utf-8")
     ids = bundle.tokenizer.encode(prompt, add_special_tokens=False).ids
     if bundle.meta.add_bos and bundle.meta.bos_id is not None:
         ids = [bundle.meta.bos_id] + ids
     if not ids:
-        print("waferline: error: the prompt is empty", file=sys.stderr)
-        return 2
+        raise WaferlineError("the prompt is empty")
     decoder = Decoder(bundle, threads=args.threads, max_context=max(2048, len(ids) + args.max_tokens + 16))
     opts = GenerateOptions(
         max_new_tokens=args.max_tokens,

@@ -22,35 +22,63 @@ from .tokenizer_build import special_ids, tokenizer_json
 
 
 def arch_spec(m: GGUFModel) -> ArchSpec:
-    d_model = int(m.require("embedding_length"))
-    n_heads = int(m.require("attention.head_count"))
-    tokens = m.fields["tokenizer.ggml.tokens"]
+    """The ArchSpec a GGUF's metadata describes, every number range-checked (runtime/checks.py) before it sizes
+    anything: a zero head count or a 10^12-wide FFN is one GGUFError, not a crash or an exhausted memory."""
+    d_model = m.int_key("embedding_length", "d_model")
+    n_heads = m.int_key("attention.head_count", "n_heads")
+    n_kv_heads = m.int_key("attention.head_count_kv", "n_kv_heads", n_heads)
+    if n_heads % n_kv_heads:
+        raise GGUFError(f"{m.path.name}: head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}")
+    head_dim = m.int_key("attention.key_length", "head_dim", d_model // n_heads)
+    if head_dim == 0:
+        raise GGUFError(f"{m.path.name}: embedding_length {d_model} is smaller than head_count {n_heads}")
     embd = m.tensor("token_embd.weight")
+    default_vocab = embd.rows if embd.rows > 1 else len(m.fields["tokenizer.ggml.tokens"])
     return ArchSpec(
         name=str(m.fields.get("general.name") or m.path.stem),
         architecture=m.arch,
-        n_layers=int(m.require("block_count")),
+        n_layers=m.int_key("block_count", "n_layers"),
         d_model=d_model,
         n_heads=n_heads,
-        n_kv_heads=int(m.key("attention.head_count_kv", n_heads)),
-        head_dim=int(m.key("attention.key_length", d_model // n_heads)),
-        d_ff=int(m.require("feed_forward_length")),
-        vocab_size=int(m.key("vocab_size", embd.rows if embd.rows > 1 else len(tokens))),
-        rope_theta=float(m.key("rope.freq_base", 10000.0)),
-        rms_eps=float(m.key("attention.layer_norm_rms_epsilon", 1e-5)),
+        n_kv_heads=n_kv_heads,
+        head_dim=head_dim,
+        d_ff=m.int_key("feed_forward_length", "d_ff"),
+        vocab_size=m.int_key("vocab_size", "vocab_size", default_vocab),
+        rope_theta=m.float_key("rope.freq_base", 10000.0, 0.0, 1e12),
+        rms_eps=m.float_key("attention.layer_norm_rms_epsilon", 1e-5, 0.0, 1.0),
         qkv_bias=m.rules.qkv_bias and "blk.0.attn_q.bias" in m.tensors,
         tied_embeddings="output.weight" not in m.tensors,
-        context_length=int(m.key("context_length", 4096)),
+        context_length=m.int_key("context_length", "context_length", 4096),
     )
+
+
+def _expected_shapes(m: GGUFModel, spec: ArchSpec) -> dict[str, tuple[int, int]]:
+    """[rows, cols] of every tensor the builder reads: weights live in the file, so matching them bounds each dim by
+    the file's size (a metadata dim absurd for the file fails here, before anything is allocated)."""
+    d, q, kv, ff = spec.d_model, spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim, spec.d_ff
+    shapes = {"token_embd.weight": (spec.vocab_size, d), "output_norm.weight": (1, d)}
+    if "output.weight" in m.tensors:
+        shapes["output.weight"] = (spec.vocab_size, d)
+    if "rope_freqs.weight" in m.tensors:
+        shapes["rope_freqs.weight"] = (1, spec.head_dim // 2)
+    for i in range(spec.n_layers):
+        p = f"blk.{i}."
+        shapes.update({
+            p + "attn_norm.weight": (1, d), p + "ffn_norm.weight": (1, d), p + "attn_q.weight": (q, d),
+            p + "attn_k.weight": (kv, d), p + "attn_v.weight": (kv, d), p + "attn_output.weight": (d, q),
+            p + "ffn_gate.weight": (ff, d), p + "ffn_up.weight": (ff, d), p + "ffn_down.weight": (d, ff),
+        })
+        if spec.qkv_bias:
+            shapes.update({p + "attn_q.bias": (1, q), p + "attn_k.bias": (1, kv), p + "attn_v.bias": (1, kv)})
+    return shapes
 
 
 def _check_shapes(m: GGUFModel, spec: ArchSpec) -> None:
     """Fail before building on a GGUF whose tensors disagree with its own metadata."""
-    embd = m.tensor("token_embd.weight")
-    if (embd.rows, embd.cols) != (spec.vocab_size, spec.d_model):
-        raise GGUFError(f"{m.path.name}: token_embd.weight is {embd.rows}x{embd.cols}, metadata says {spec.vocab_size}x{spec.d_model}")
-    for i in range(spec.n_layers):
-        m.tensor(f"blk.{i}.attn_q.weight")
+    for name, (rows, cols) in _expected_shapes(m, spec).items():
+        t = m.tensor(name)
+        if (t.rows, t.cols) != (rows, cols):
+            raise GGUFError(f"{m.path.name}: {name} is {t.rows}x{t.cols}, metadata says {rows}x{cols}")
     if len(m.fields["tokenizer.ggml.tokens"]) != spec.vocab_size:
         raise GGUFError(f"{m.path.name}: tokenizer has {len(m.fields['tokenizer.ggml.tokens'])} tokens, model vocab is {spec.vocab_size}")
 

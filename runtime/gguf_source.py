@@ -15,6 +15,7 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as QT
 
+from .checks import ARCH_LIMITS, MAX_DIM, float_problem, int_problem
 from .errors import GGUFError
 from .quant import SUPPORTED
 
@@ -65,6 +66,21 @@ class GGUFModel:
             raise GGUFError(f"{self.path.name}: metadata key '{self.arch}.{name}' is missing")
         return value
 
+    def int_key(self, name: str, field: str, default: object = None) -> int:
+        """An architecture integer checked against the ArchSpec field's sane range (checks.ARCH_LIMITS) before
+        anything is sized by it; missing and no default: an error."""
+        value = self.require(name) if default is None else self.key(name, default)
+        if problem := int_problem(value, *ARCH_LIMITS[field]):
+            raise GGUFError(f"{self.path.name}: metadata '{self.arch}.{name}' {problem}")
+        return value  # type: ignore[return-value]
+
+    def float_key(self, name: str, default: float, lo: float, hi: float) -> float:
+        """An architecture float, finite and in (lo, hi]."""
+        value = self.key(name, default)
+        if problem := float_problem(value, lo, hi, lo_open=True):
+            raise GGUFError(f"{self.path.name}: metadata '{self.arch}.{name}' {problem}")
+        return float(value)  # type: ignore[arg-type]
+
     def tensor(self, name: str) -> Tensor:
         if name not in self.tensors:
             raise GGUFError(f"{self.path.name}: tensor '{name}' is missing")
@@ -101,6 +117,32 @@ def _field_value(field: gguf.ReaderField) -> object:
         return None
 
 
+TOKEN_ID_KEYS = ("bos", "eos", "eot", "fim_pre", "fim_suf", "fim_mid", "fim_pad", "fim_sep", "fim_rep")
+
+
+def _check_tokenizer(fields: dict[str, object], name: str) -> None:
+    """The vocabulary's types and sizes, and every special token id inside it (an unreadable field reads as None)."""
+    tokens = fields.get("tokenizer.ggml.tokens")
+    if tokens is None:
+        raise GGUFError(f"{name} has no tokenizer (tokenizer.ggml.tokens is missing or unreadable)")
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise GGUFError(f"{name}: tokenizer.ggml.tokens must be a non-empty list of strings")
+    if len(tokens) > MAX_DIM:
+        raise GGUFError(f"{name}: tokenizer.ggml.tokens has {len(tokens)} tokens (at most {MAX_DIM})")
+    for key, kind in (("tokenizer.ggml.merges", str), ("tokenizer.ggml.token_type", int)):
+        value = fields.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, kind) for v in value)):
+            raise GGUFError(f"{name}: {key} must be a list of {kind.__name__}s")
+        if kind is int and value is not None and len(value) != len(tokens):
+            raise GGUFError(f"{name}: {key} has {len(value)} entries for {len(tokens)} tokens")
+    for key in (f"tokenizer.ggml.{k}_token_id" for k in TOKEN_ID_KEYS):
+        if fields.get(key) is not None and (problem := int_problem(fields[key], 0, len(tokens) - 1)):
+            raise GGUFError(f"{name}: {key} {problem}")
+    add_bos = fields.get("tokenizer.ggml.add_bos_token")
+    if add_bos is not None and not isinstance(add_bos, bool):
+        raise GGUFError(f"{name}: tokenizer.ggml.add_bos_token must be a bool (got {add_bos!r:.40})")
+
+
 def read_gguf(path: str | os.PathLike) -> GGUFModel:
     """Open and validate a GGUF; tensors stay memory-mapped."""
     path = Path(path)
@@ -127,6 +169,5 @@ def read_gguf(path: str | os.PathLike) -> GGUFModel:
         cols = dims[0]
         rows = int(np.prod(dims[1:])) if len(dims) > 1 else 1
         tensors[t.name] = Tensor(t.name, qtype, rows, cols, t.data)
-    if "tokenizer.ggml.tokens" not in fields:
-        raise GGUFError(f"{path.name} has no tokenizer (tokenizer.ggml.tokens is missing)")
+    _check_tokenizer(fields, path.name)
     return GGUFModel(path=path, arch=arch, rules=ARCHITECTURES[arch], fields=fields, tensors=tensors)

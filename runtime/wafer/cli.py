@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def load_workload(arch: str | None = None, arch_file: str | None = None, model: 
     if arch_file:
         return workload_for_arch(load_arch_file(arch_file))
     import onnx
+    from google.protobuf.message import DecodeError
 
     path = Path(model)
     if not path.is_dir():
@@ -84,8 +86,15 @@ def load_workload(arch: str | None = None, arch_file: str | None = None, model: 
     from runtime.bundle import load_bundle
 
     bundle = load_bundle(path)
-    graph = onnx.load(str(bundle.model_path), load_external_data=False)
-    return workload_from_graph(graph, name=path.name)
+    try:
+        graph = onnx.load(str(bundle.model_path), load_external_data=False)
+    except (OSError, DecodeError) as exc:  # protobuf's DecodeError: the bytes are not a ModelProto
+        raise WaferError(f"{bundle.model_path} is not a readable ONNX model ({exc}); convert the GGUF again") from None
+    try:
+        return workload_from_graph(graph, name=path.name)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # a damaged graph that still parses as protobuf
+        raise WaferError(f"{bundle.model_path} is damaged: the partitioner cannot read it "
+                         f"({type(exc).__name__}: {exc!s:.80}); convert the GGUF again") from None
 
 
 def run_case(fields: dict):
@@ -108,10 +117,24 @@ def run_case(fields: dict):
     return simulate(w, hw, opts)
 
 
+def check_plot_target(out: str) -> None:
+    """--plot names a .png file or a directory: the nearest existing ancestor must be a directory we may write."""
+    target = Path(out).absolute()
+    parent = target.parent if target.suffix.lower() == ".png" else target
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if target.is_dir() and target.suffix.lower() == ".png":
+        raise WaferError(f"--plot {out} is a directory")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise WaferError(f"--plot {out}: cannot write in {parent}")
+
+
 def run(args) -> int:
     from .report import GemvReport, format_gemv, format_table
 
     fields = {k: v for k, v in vars(args).items() if v is not None}
+    if getattr(args, "plot", None):
+        check_plot_target(args.plot)  # before the simulation, not after it
     report = run_case(fields)
     if args.json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")

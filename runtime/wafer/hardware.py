@@ -7,10 +7,13 @@ the four kernel constants marked "fitted" were fitted to the three WaferLLM cali
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import msgspec
+
+from runtime.checks import read_text_file
 
 from .errors import WaferError
 
@@ -22,6 +25,9 @@ else:  # pragma: no cover
 PRESET_DIR = Path(__file__).parent / "presets"
 HARDWARE_PRESETS = ("wse2", "wse3")
 WEIGHT_BLOCK_BYTES = 64  # one quantization block: 32 weights x 16 bit; a PE must hold at least one
+HARDWARE_FILE_LIMIT = 1 << 20  # bytes; a hardware TOML is a few dozen lines
+MAX_MESH_SIDE = 1 << 16  # PEs per side (WSE-3: 762 x 1172); the planner scans grid sides one by one
+MAX_VALUE = 1e18  # any count, size or rate: past this it is a typo (and inf/NaN make every time 0 or NaN)
 
 
 class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -71,6 +77,13 @@ def _validate(spec: WaferSpec, origin: str) -> WaferSpec:
     def bad(msg: str) -> WaferError:
         return WaferError(f"hardware {origin}: {msg}")
 
+    for field in WaferSpec.__struct_fields__:
+        value = getattr(spec, field)
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and abs(value) <= MAX_VALUE):
+            raise bad(f"{field} must be finite and within ±{MAX_VALUE:g} (got {value})")
+    for field in ("mesh_width_pes", "mesh_height_pes"):
+        if getattr(spec, field) > MAX_MESH_SIDE:
+            raise bad(f"{field} must be at most {MAX_MESH_SIDE} (got {getattr(spec, field)})")
     for field in ("mesh_width_pes", "mesh_height_pes", "macs_per_cycle_16bit", "sram_read_bytes_per_cycle",
                   "link_bytes_per_cycle", "routable_colors", "gemm_shift_hops"):
         if getattr(spec, field) <= 0:
@@ -92,13 +105,14 @@ def _validate(spec: WaferSpec, origin: str) -> WaferSpec:
 
 
 def _read_toml(path: Path) -> dict:
+    """A hardware TOML: a small regular UTF-8 file (not /dev/zero, a directory or a FIFO), parsed."""
+    text = read_text_file(path, "hardware file", HARDWARE_FILE_LIMIT, WaferError)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise WaferError(f"hardware file not found: {path}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise WaferError(f"hardware file {path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise WaferError(f"hardware file {path} is not valid TOML: nested too deeply") from None
 
 
 def spec_from_dict(data: dict, origin: str) -> WaferSpec:

@@ -235,7 +235,8 @@ def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context:
 
 def shortfall_error(w: Workload, hw: WaferSpec, dtype: str, context: int, wafers: int, detail: str = "",
                     fit: int | None = None) -> WaferError:
-    """`fit`: wafers the placement actually needs (rectangles waste some PEs); else the SRAM lower bound."""
+    """`fit`: wafers the placement actually needs (rectangles waste some PEs); else the SRAM lower bound. When the
+    SRAM of `wafers` suffices in total, callers pass a `fit` above `wafers` (else there is no shortfall to report)."""
     need = total_sram_need(w, dtype, context)
     have = wafers * hw.pes_per_wafer * hw.tensor_bytes_per_pe
     fit = fit or math.ceil(need / (hw.pes_per_wafer * hw.tensor_bytes_per_pe))
@@ -283,21 +284,44 @@ def place(
         return p
     side_min = _min_square(layers, hw, dtype, context)
     if side_min is None:
-        need = max(layer_sram_per_pe(layer, 1, 1, dtype, context) for layer in layers)
-        raise WaferError(
-            f"one layer of {w.name} at {dtype} with a {context}-token context needs about {fmt_bytes(need)}, more than "
-            f"one {hw.name} wafer holds ({fmt_bytes(hw.pes_per_wafer * cap)}): short by "
-            f"{fmt_bytes(need - hw.pes_per_wafer * cap)}; layers are not split across wafers: lower --dtype or --context"
-        )
+        raise _layer_misfit(w, layers, hw, dtype, context)
     plans = [p for p in (_plan(w, hw, r, c, dtype, context) for r, c in _auto_candidates(hw, side_min))
              if p is not None and p.wafers_used <= MAX_WAFERS]
     if not plans:
-        raise shortfall_error(w, hw, dtype, context, MAX_WAFERS)
+        if total_sram_need(w, dtype, context) > MAX_WAFERS * hw.pes_per_wafer * cap:
+            raise shortfall_error(w, hw, dtype, context, MAX_WAFERS)
+        raise WaferError(  # SRAM enough in total: the rectangles are what does not fit (a tile row, MAX_WAFERS)
+            f"no placement of {w.name} at {dtype} with a {context}-token context fits {MAX_WAFERS} x {hw.name}: layers, "
+            f"the embedding and the LM head are whole rectangles (the embedding and head within one row of tiles) and "
+            f"no per-layer grid on the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh places them all; "
+            "use a larger mesh, --grid RxC, or a smaller --dtype/--context"
+        )
     limit = wafers if wafers is not None else min(p.wafers_used for p in plans)
     ok = [p for p in plans if p.wafers_used <= limit]
     if not ok:
         raise shortfall_error(w, hw, dtype, context, limit, fit=min(p.wafers_used for p in plans))
     return min(ok, key=score)
+
+
+def _layer_misfit(w: Workload, layers: list[list[Subgraph]], hw: WaferSpec, dtype: str, context: int) -> WaferError:
+    """No square grid holds a layer. Either the layer outweighs a whole wafer, or (a narrow mesh, padding, buffers)
+    it does not fit per PE on the largest square: name the reason that holds, so the shortfall is always positive."""
+    cap = hw.tensor_bytes_per_pe
+    whole = max(layer_sram_per_pe(layer, 1, 1, dtype, context) for layer in layers)
+    wafer = hw.pes_per_wafer * cap
+    head = f"one layer of {w.name} at {dtype} with a {context}-token context"
+    if whole > wafer:
+        return WaferError(
+            f"{head} needs about {fmt_bytes(whole)}, more than one {hw.name} wafer holds ({fmt_bytes(wafer)}): short by "
+            f"{fmt_bytes(whole - wafer)}; layers are not split across wafers: lower --dtype or --context"
+        )
+    side = min(hw.mesh_width_pes, hw.mesh_height_pes)
+    need = max(layer_sram_per_pe(layer, side, side, dtype, context) for layer in layers)
+    return WaferError(
+        f"{head} needs {fmt_bytes(need)} per PE on the largest square grid of the {hw.mesh_height_pes}x{hw.mesh_width_pes} "
+        f"{hw.name} mesh ({side}x{side}) but a PE holds {fmt_bytes(cap)} for tensors: short by {fmt_bytes(need - cap)} "
+        "per PE; try a rectangular --grid RxC, or lower --dtype or --context"
+    )
 
 
 def _auto_candidates(hw: WaferSpec, side_min: int) -> list[tuple[int, int]]:
@@ -340,8 +364,15 @@ def gemv_grid(hw: WaferSpec, m: int, n: int, grid: tuple[int, int] | None, score
         if need(r, c) > cap:
             raise WaferError(f"GEMV {m}x{n} needs {fmt_bytes(need(r, c))} per PE on {r}x{c}: short by {fmt_bytes(need(r, c) - cap)} per PE")
         return r, c
-    sides = [s for s in range(1, min(hw.mesh_width_pes, hw.mesh_height_pes) + 1) if need(s, s) <= cap]
+    side_max = min(hw.mesh_width_pes, hw.mesh_height_pes)
+    sides = [s for s in range(1, side_max + 1) if need(s, s) <= cap]
     if not sides:
-        total = m * n * ACT_BYTES
-        raise WaferError(f"GEMV {m}x{n} needs {fmt_bytes(total)}, more than one {hw.name} wafer holds ({fmt_bytes(hw.pes_per_wafer * cap)})")
+        total, wafer = m * n * ACT_BYTES, hw.pes_per_wafer * cap
+        if total > wafer:
+            raise WaferError(f"GEMV {m}x{n} needs {fmt_bytes(total)}, more than one {hw.name} wafer holds ({fmt_bytes(wafer)})")
+        raise WaferError(  # it fits in total, but not per PE on the largest square of a narrow mesh
+            f"GEMV {m}x{n} needs {fmt_bytes(need(side_max, side_max))} per PE on the largest square grid "
+            f"({side_max}x{side_max}) but a PE holds {fmt_bytes(cap)}: short by {fmt_bytes(need(side_max, side_max) - cap)} "
+            "per PE; try a rectangular --grid RxC"
+        )
     return min(((s, s) for s in sides), key=lambda g: score(*g))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .cost import COMPONENTS
+from .errors import WaferError
 from .report import Report
 
 MAX_WAFERS_DRAWN = 6
@@ -22,11 +23,14 @@ def plot_report(report: Report, out: str | Path) -> Path:
     from matplotlib.patches import Rectangle
 
     out = Path(out)
-    if out.suffix.lower() != ".png":
-        out.mkdir(parents=True, exist_ok=True)
-        out = out / f"{report.model}-{report.hardware}.png".replace("/", "_")
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if out.suffix.lower() != ".png":
+            out.mkdir(parents=True, exist_ok=True)
+            out = out / f"{report.model}-{report.hardware}.png".replace("/", "_")
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WaferError(f"cannot write the plot to {out}: {exc.strerror}") from None
 
     n_draw = min(report.wafers_used, MAX_WAFERS_DRAWN)
     width = max(r.x + r.width for r in report.regions)
@@ -87,6 +91,10 @@ def plot_report(report: Report, out: str | Path) -> Path:
     bars.set_xlim(0, 115)
     bars.set_xlabel("share of time (%)")
     bars.legend(ncol=6, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.35))
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110, bbox_inches="tight")
+    except OSError as exc:
+        raise WaferError(f"cannot write the plot to {out}: {exc.strerror}") from None
+    finally:
+        plt.close(fig)
     return out

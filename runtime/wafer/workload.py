@@ -24,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from runtime.builder import ArchSpec
+from runtime.checks import ARCH_LIMITS, MAX_LAYERS, check_arch, float_problem, read_text_file
 
 from .errors import WaferError
 
@@ -33,6 +34,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ARCH_PRESETS_FILE = Path(__file__).parent / "presets" / "archs.toml"
+ARCH_FILE_LIMIT = 1 << 20  # bytes; an ArchSpec is a dozen numbers
 ARCH_ALIASES = {"llama3.1-8b": "llama3-8b", "llama3-70b": "llama3.1-70b"}
 
 # Bytes per weight on the wafer. int8/int4 keep one bf16 scale per block of 32 weights (as MatMulNBits does).
@@ -108,19 +110,28 @@ def arch_names() -> list[str]:
 
 
 def _spec(fields: dict, origin: str) -> ArchSpec:
+    """An ArchSpec from user fields, shapes range-checked (runtime/checks.py) before the graph is sized by them."""
     known = set(ArchSpec.__struct_fields__)
     unknown = sorted(set(fields) - known)
     if unknown:
         raise WaferError(f"architecture {origin}: unknown field '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    ints = {}
+    for f in ARCH_LIMITS:  # lax like msgspec below ("4" is 4), but checked before ArchSpec divides by n_heads
+        if f in fields:
+            try:
+                ints[f] = msgspec.convert(fields[f], int, strict=False)
+            except msgspec.ValidationError:
+                raise WaferError(f"architecture {origin}: {f} must be an integer (got {fields[f]!r:.40})") from None
+    check_arch(ints, f"architecture {origin}", WaferError)
     try:
         spec = msgspec.convert(fields, ArchSpec, strict=False)
     except msgspec.ValidationError as e:
         raise WaferError(f"architecture {origin}: {e}") from None
-    for f in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "vocab_size"):
-        if getattr(spec, f) <= 0:
-            raise WaferError(f"architecture {origin}: {f} must be > 0 (got {getattr(spec, f)})")
-    if spec.n_heads % spec.n_kv_heads:
-        raise WaferError(f"architecture {origin}: n_heads {spec.n_heads} is not a multiple of n_kv_heads {spec.n_kv_heads}")
+    if spec.head_dim == 0:
+        raise WaferError(f"architecture {origin}: d_model {spec.d_model} is smaller than n_heads {spec.n_heads}")
+    for f, hi in (("rope_theta", 1e12), ("rms_eps", 1.0)):
+        if problem := float_problem(getattr(spec, f), 0.0, hi, lo_open=True):
+            raise WaferError(f"architecture {origin}: {f} {problem}")
     return spec
 
 
@@ -136,14 +147,12 @@ def load_arch(name: str) -> ArchSpec:
 def load_arch_file(path: str | Path) -> ArchSpec:
     """A JSON or TOML file with ArchSpec's fields (name defaults to the file's stem)."""
     p = Path(path)
+    text = read_text_file(p, "architecture file", ARCH_FILE_LIMIT, WaferError)
     try:
-        raw = p.read_bytes()
-    except OSError:
-        raise WaferError(f"architecture file not found: {p}") from None
-    try:
-        data = tomllib.loads(raw.decode()) if p.suffix == ".toml" else json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise WaferError(f"architecture file {p.name} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: nesting deeper than the parser's stack
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise WaferError(f"architecture file {p.name} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {reason}") from None
     if not isinstance(data, dict):
         raise WaferError(f"architecture file {p.name}: expected a table of ArchSpec fields")
     data.setdefault("name", p.stem)
@@ -221,6 +230,8 @@ def workload_from_graph(model, name: str | None = None) -> Workload:
     graph_outputs = {v.name for v in g.output}
     parts = partition_nodes(model)
     n_layers = 1 + max((int(k.split(".")[1]) for k in parts if k.startswith("layers.")), default=-1)
+    if n_layers > MAX_LAYERS:  # before listing the subgraphs a damaged layer index would ask for
+        raise WaferError(f"graph has a node of layer {n_layers - 1}; at most {MAX_LAYERS} layers are supported")
     missing = [k for k in subgraph_order(n_layers) if k not in parts]
     if missing:
         raise WaferError(f"graph has no nodes for subgraph '{missing[0]}' (expected embed, attn/mlp per layer, head)")
