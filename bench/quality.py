@@ -10,9 +10,9 @@ has them, FIM for FIM models, post-processing), greedy, line mode, <= 64 new tok
 (llama-cpp-python) on the GGUF the bundle came from, greedy, first line kept:
 - plain: the last 1,024 prefix tokens;
 - fim (FIM models): the prompt llama.cpp's /infill builds from llama.vscode's request -- `<|repo_name|>myproject\\n
-  <|file_sep|>filename\\n<|fim_prefix|>` + the last 1,024 tokens of the lines above + the cursor line's text
-  (tokenized apart, as the server does with llama.vscode's `prompt` field) + `<|fim_suffix|>` + the first 256 suffix
-  tokens + `<|fim_middle|>`.
+  <|file_sep|>filename\\n<|fim_prefix|>` + the last 1,024 tokens of the lines above the cursor line +
+  `<|fim_suffix|>` + the first 256 suffix tokens + `<|fim_middle|>` + the cursor line's text before the cursor
+  (llama.vscode's `prompt` field, which the server puts after FIM_MID).
 Prints the CPU and one summary line.
 """
 
@@ -85,8 +85,8 @@ def anchor_fim_ids(llm, meta, prefix: str, suffix: str) -> list[int]:
 
     cut = prefix.rfind("\n") + 1
     head = [meta.repo_name_id] + tok("myproject\n") + [meta.file_sep_id] + tok("filename\n")
-    pre = tok(prefix[:cut])[-ANCHOR_PROMPT_TOKENS:] + tok(prefix[cut:])
-    return head + [meta.fim_prefix_id] + pre + [meta.fim_suffix_id] + tok(suffix)[:ANCHOR_SUFFIX_TOKENS] + [meta.fim_middle_id]
+    return (head + [meta.fim_prefix_id] + tok(prefix[:cut])[-ANCHOR_PROMPT_TOKENS:] + [meta.fim_suffix_id]
+            + tok(suffix)[:ANCHOR_SUFFIX_TOKENS] + [meta.fim_middle_id] + tok(prefix[cut:]))
 
 
 def run_anchor(gguf: str, pos, threads: int, meta=None) -> tuple[list[str], float]:

@@ -605,35 +605,51 @@ class CompletionService:
         return self.plan_prompt(short, remember=False), True
 
     def plan_prompt(self, req: CompletionRequest, remember: bool = True) -> PromptPlan:
-        """Token ids for `req`: [bos] [header] window-of-prefix, or for FIM models (PSM, as trained)
-        [header] <|fim_prefix|> window <|fim_suffix|> suffix-window <|fim_middle|>.
+        """Token ids for `req`.
 
-        Both ends back off to a natural token boundary (trailing spaces, a cursor that cuts a token); the backed-off
-        text is regenerated first under a constraint (token healing) and stripped from the completion. Only bounded
-        character windows around the cursor are ever tokenized, whatever the document's size."""
+        Plain models: [bos] [header] window-of-prefix.
+        FIM models (PSM, as trained; the layout llama.cpp's /infill gives llama.vscode's `prompt` field):
+            [header] <|fim_prefix|> lines above the cursor line <|fim_suffix|> suffix <|fim_middle|> cursor line so far
+        The cursor line's text sits after <|fim_middle|>, as the start of the middle the model writes: while the user
+        types on a line everything before it stays the same, so only the typed characters are evaluated (KV reuse).
+
+        The end backs off to a natural token boundary (trailing spaces, indentation, a cursor that cuts a token); the
+        backed-off text is regenerated first under a constraint (token healing) and stripped from the completion.
+        Only bounded character windows around the cursor are ever tokenized, whatever the document's size."""
         m = self.meta
         head = ([m.bos_id] if getattr(m, "add_bos", False) and m.bos_id is not None else []) + self._header_ids(req)
         suffix_room = req.max_suffix_tokens + 3 if self.has_fim else 0
         budget = max(16, min(req.max_prompt_tokens, self.max_context - req.max_new_tokens - suffix_room - 8) - len(head))
         start = self._window_start(req, budget, remember)
+        if self.has_fim:
+            cut = max(start, req.prefix.rfind("\n") + 1)
+            line = req.prefix[cut:]
+            text = line.rstrip(" \t")
+            body, backoff = self._heal_last_token(self.encode(text), text, line[len(text):])
+            suffix_ids = self.encode(req.suffix[: req.max_suffix_tokens * _SCAN_CHARS_PER_TOKEN])[: req.max_suffix_tokens]
+            ids = (head + [m.fim_prefix_id] + self.encode(req.prefix[start:cut]) + [m.fim_suffix_id] + suffix_ids
+                   + [m.fim_middle_id] + body)
+            return PromptPlan(ids=ids, backoff=backoff, fim=True, lookup_ids=ids, window_start=start)
         window = req.prefix[start:]
         text, backoff = split_backoff(window)
         body = self.encode(text)
         if not body:  # nothing natural before the cursor: keep the raw window
             text, backoff = window, ""
             body = self.encode(text)
-        if not backoff and len(body) > 1:
-            # token healing: the cursor may cut a token ("items.extend(va|"); give the last token back and let the
-            # model choose one that starts with its text, so "va" can become "values" instead of ending a word
-            last = self.tokenizer.decode([body[-1]], skip_special_tokens=False)
-            if last and text.endswith(last) and body[-1] not in self.stop_ids:
-                text, backoff, body = text[: -len(last)], last, body[:-1]
-        suffix_ids = self.encode(req.suffix[: req.max_suffix_tokens * _SCAN_CHARS_PER_TOKEN])[: req.max_suffix_tokens]
-        if self.has_fim:
-            ids = head + [m.fim_prefix_id] + body + [m.fim_suffix_id] + suffix_ids + [m.fim_middle_id]
-            return PromptPlan(ids=ids, backoff=backoff, fim=True, lookup_ids=ids, window_start=start)
+        body, backoff = self._heal_last_token(body, text, backoff)
         ids = head + body
+        suffix_ids = self.encode(req.suffix[: req.max_suffix_tokens * _SCAN_CHARS_PER_TOKEN])[: req.max_suffix_tokens]
         return PromptPlan(ids=ids, backoff=backoff, lookup_ids=ids + suffix_ids, window_start=start)
+
+    def _heal_last_token(self, body: list[int], text: str, backoff: str) -> tuple[list[int], str]:
+        """Token healing: the cursor may cut a token ("items.extend(va|"); give the last token back and let the
+        model choose one that starts with its text, so "va" can become "values" instead of ending a word."""
+        if backoff or len(body) < 2:
+            return body, backoff
+        last = self.tokenizer.decode([body[-1]], skip_special_tokens=False)
+        if last and text.endswith(last) and body[-1] not in self.stop_ids:
+            return body[:-1], last
+        return body, backoff
 
     def _window_start(self, req: CompletionRequest, budget: int, remember: bool = True) -> int:
         """Where the prefix window starts (absolute offset), remembered per document so it moves in jumps.
@@ -748,15 +764,20 @@ class CompletionService:
         if use is not None:
             use(doc_key)
 
-    def warm(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64) -> int:
-        """Prefill the part of `req`'s prompt that stays put while the user types there -- header and prefix window
-        (FIM: up to `<|fim_suffix|>`) -- into the document's KV slot, so the request that follows evaluates only
-        what is new. Small chunks: a real request cancels this within one chunk. Returns the tokens now cached."""
+    def warm(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64,
+             at_cursor: bool = True) -> int:
+        """Prefill the part of `req`'s prompt that stays put while the user types there into the document's KV slot,
+        so the request that follows evaluates only what is new: through `<|fim_middle|>` when the cursor is known
+        (`at_cursor`), else only the header and the lines above it (a file just opened). Small chunks: a real
+        request cancels this within one chunk. Returns the tokens now cached."""
         if not req.prefix.strip():
             return 0
         self._use_slot(req.doc_key)
         plan = self.plan_prompt(req)
-        stable = plan.ids[: plan.ids.index(self.meta.fim_suffix_id)] if plan.fim else plan.ids
+        stable = plan.ids
+        if plan.fim:
+            stop_at = self.meta.fim_middle_id if at_cursor else self.meta.fim_suffix_id
+            stable = plan.ids[: plan.ids.index(stop_at) + (1 if at_cursor else 0)]
         if stable:
             self.decoder.prefill(stable, chunk=chunk, cancel=cancel)
         return _common_prefix_len(getattr(self.decoder, "tokens", []), stable)

@@ -197,23 +197,30 @@ def test_block_mode_stops_at_block_end(tokenizer):
 
 
 def test_fim_prompt_layout(tokenizer):
+    """<fim_prefix> lines above <fim_suffix> suffix <fim_middle> cursor line so far: typing on a line changes only
+    the tokens after <fim_middle>, so everything before them stays cached."""
     svc, _ = service(tokenizer, fim=True)
     m = svc.meta
-    plan = svc.plan_prompt(CompletionRequest(prefix="x = ", suffix="\ny = 2\n"))
+    plan = svc.plan_prompt(CompletionRequest(prefix="import os\nx = ", suffix="\ny = 2\n"))
     # FIM backs off to a natural boundary too: the trailing space is regenerated first (token healing)
     assert plan.fim and plan.backoff == " "
-    assert plan.ids[0] == m.fim_prefix_id and plan.ids[-1] == m.fim_middle_id
-    i = plan.ids.index(m.fim_suffix_id)
-    assert tokenizer.decode(plan.ids[1:i]) == "x ="
-    assert tokenizer.decode(plan.ids[i + 1 : -1]) == "\ny = 2\n"
+    assert plan.ids[0] == m.fim_prefix_id
+    i, j = plan.ids.index(m.fim_suffix_id), plan.ids.index(m.fim_middle_id)
+    assert tokenizer.decode(plan.ids[1:i]) == "import os\n"
+    assert tokenizer.decode(plan.ids[i + 1 : j]) == "\ny = 2\n"
+    assert tokenizer.decode(plan.ids[j + 1 :]) == "x ="
+    typed = svc.plan_prompt(CompletionRequest(prefix="import os\nx = compute(", suffix="\ny = 2\n"))
+    assert typed.ids[: j + 1] == plan.ids[: j + 1]
+    at_indent = svc.plan_prompt(CompletionRequest(prefix="def f():\n    ", suffix="\n"))
+    assert at_indent.backoff == "    " and at_indent.ids[-1] == m.fim_middle_id
 
 
 def test_fim_prompt_bounds_a_huge_suffix_and_prefix(tokenizer):
     svc, _ = service(tokenizer, fim=True)
     big = "y = 2\n" * 2_000_000  # 12 MB each side: only windows around the cursor are tokenized
     plan = svc.plan_prompt(CompletionRequest(prefix=big + "x = 1", suffix=big, max_prompt_tokens=256, max_suffix_tokens=64))
-    i = plan.ids.index(svc.meta.fim_suffix_id)
-    assert len(plan.ids) - i - 2 <= 64 and i <= 256
+    i, j = plan.ids.index(svc.meta.fim_suffix_id), plan.ids.index(svc.meta.fim_middle_id)
+    assert j - i - 1 <= 64 and len(plan.ids) <= 256 + 64 + 3
 
 
 def test_repo_header_when_tokens_exist(tokenizer):

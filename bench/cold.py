@@ -1,0 +1,84 @@
+"""Cold-file latency: the first suggestion in a file the editor has just opened, through the language server over
+stdio, as VS Code asks it (didOpen, then textDocument/inlineCompletion at the cursor), timed from the client's side.
+
+    python bench/cold.py [--model qwen2.5-coder-0.5b] [--files 12] [--waits 0,2] [--seed 0]
+
+Each sample opens a new document (a new URI, so no cache of ours holds it): the text of a standard-library module
+with the rest of one line removed at a random cursor (bench/quality.py's positions), waits W seconds (0 = the
+request follows didOpen at once; 2 = the file has been open 2 s, time the server may use for background prefill),
+then asks for the line completion. Every request counts, however slow; none is cancelled. Prints the CPU, then one
+line per wait: p50/p95/max latency, and exact match of the suggestions. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import cpu_line  # noqa: E402
+from bench.quality import positions  # noqa: E402
+from lsp_server.cli_serve import StdioClient, server_command, wait_ready  # noqa: E402
+from lsp_server.positions import index_to_position  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def run(model: str, n: int, waits: list[float], seed: int) -> list[str]:
+    client = StdioClient(server_command() + ["--log-level", "warning"])
+    lines = []
+    try:
+        client.request("initialize", {"processId": os.getpid(), "capabilities": {"textDocument": {"inlineCompletion": {}}},
+                                      "initializationOptions": {"waferline": {"model": model}}})
+        client.notify("initialized", {})
+        wait_ready(client, 600)
+        pos = positions(n * len(waits), seed)
+        for k, wait_s in enumerate(waits):
+            times, exact = [], 0
+            for i, (mod, prefix, suffix, target) in enumerate(pos[k * n : (k + 1) * n]):
+                uri = f"file:///bench/cold/{k}-{i}/{mod.replace('.', '/')}.py"
+                text = prefix + suffix
+                client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
+                                                                        "text": text}})
+                time.sleep(wait_s)
+                line, char = index_to_position(text, len(prefix))
+                msg, ms = client.request("textDocument/inlineCompletion", {
+                    "textDocument": {"uri": uri}, "position": {"line": line, "character": char},
+                    "context": {"triggerKind": 2}}, timeout=600)
+                items = (msg.get("result") or {}).get("items", []) if isinstance(msg.get("result"), dict) else (msg.get("result") or [])
+                got = items[0]["insertText"] if items else ""
+                got = got if isinstance(got, str) else got.get("value", "")
+                exact += got.rstrip() == target
+                times.append(ms)
+                client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+            lines.append(f"cold {model}: open {wait_s:g} s before the request, {len(times)} files: p50 {pct(times, .5):.0f} ms "
+                         f"p95 {pct(times, .95):.0f} ms max {max(times):.0f} ms mean {statistics.fmean(times):.0f} ms, "
+                         f"exact {exact}/{len(times)}")
+            print(lines[-1], flush=True)
+    finally:
+        client.close()
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--files", type=int, default=12)
+    ap.add_argument("--waits", default="0,2", help="seconds between didOpen and the request, comma-separated")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    print(cpu_line())
+    run(args.model, args.files, [float(w) for w in args.waits.split(",")], args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
