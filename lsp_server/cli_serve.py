@@ -27,6 +27,8 @@ def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if not 1 <= int(port) <= 65535:  # asyncio raises OverflowError past 65535 only once it binds
+        raise argparse.ArgumentTypeError(f"port must be in 1..65535, got {port}")
     return host or "127.0.0.1", int(port)
 
 
@@ -55,6 +57,7 @@ def setup_logging(log_file: str | None, level: str) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_file", None), getattr(args, "log_level", "info"))
     from lsp_server.server import create_server
+    from lsp_server.stdio import start_stdio
 
     server = create_server()
     try:
@@ -63,7 +66,7 @@ def run_serve(args: argparse.Namespace) -> int:
         elif getattr(args, "ws", None):
             server.start_ws(*args.ws)
         else:
-            server.start_io()
+            return start_stdio(server)  # our frame reader: pygls's dies on a bad Content-Length
     finally:
         server.scheduler.close()
     return 0
@@ -74,14 +77,25 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def add_complete_parser(subparsers) -> argparse.ArgumentParser:
+    from runtime.checks import float_arg, int_arg
+
+    def location(text: str) -> str:
+        """FILE:LINE:COL checked as it is parsed (parse_location's SystemExit would skip argparse's one-line error)."""
+        try:
+            parse_location(text)
+        except SystemExit as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
     p = subparsers.add_parser("complete", help="ask the server for one completion, as an editor would")
-    p.add_argument("location", metavar="FILE:LINE:COL", help="1-based line and column (column in characters)")
+    p.add_argument("location", type=location, metavar="FILE:LINE:COL", help="1-based line and column (column in characters)")
     p.add_argument("--model", help="model name or bundle path (default: the server's default)")
     p.add_argument("--mode", choices=["line", "block"], help="single-line or block completion")
-    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--max-new-tokens", type=int_arg(1, 16384))
     p.add_argument("--log", metavar="traffic.jsonl", help="record every JSON-RPC message with a timestamp")
-    p.add_argument("--repeat", type=int, default=1, help="ask N times (the first is cold, the rest warm)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the model to load")
+    p.add_argument("--repeat", type=int_arg(1, 10000), default=1, help="ask N times (the first is cold, the rest warm)")
+    p.add_argument("--timeout", type=float_arg(0.0, 86400.0, lo_open=True), default=300.0,
+                   help="seconds to wait for the model to load")
     p.add_argument("--server-log", help="the server's log file (default: its stderr is shown)")
     return p
 
@@ -195,14 +209,26 @@ def parse_location(text: str) -> tuple[Path, int, int]:
     return Path(path2), int(line), int(rest)
 
 
+COMPLETE_FILE_LIMIT = 8 << 20  # bytes of source sent to the server in one didOpen
+
+
 def run_complete(args: argparse.Namespace) -> int:
     from lsp_server.positions import units_len
+    from runtime.checks import read_text_file
+    from runtime.errors import WaferlineError
 
     path, line1, col1 = parse_location(args.location)
-    if not path.is_file():
-        print(f"waferline complete: no such file: {path}", file=sys.stderr)
+    try:  # all before the server starts (a failure past that would leave it running); one line for either entry
+        text = read_text_file(path, "source file", COMPLETE_FILE_LIMIT)
+        for flag, target in (("--log", args.log), ("--server-log", args.server_log)):
+            try:
+                if target:
+                    open(target, "w").close()
+            except OSError as exc:
+                raise WaferlineError(f"cannot write {flag} {target}: {exc.strerror}") from None
+    except WaferlineError as exc:
+        print(f"waferline: error: {exc}", file=sys.stderr)
         return 2
-    text = path.read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     line0 = max(0, line1 - 1)
     line_text = lines[line0].rstrip("\r\n") if line0 < len(lines) else ""

@@ -21,6 +21,7 @@ from lsp_server.server import (
     pull_configuration,
 )
 from runtime.completion import detect_indent_unit
+from runtime.wafer.hardware import HARDWARE_PRESETS
 
 log = logging.getLogger("waferline.lsp")
 
@@ -238,8 +239,13 @@ def register(server: WaferlineServer) -> None:
         hardware = ls.settings.hardware
         if isinstance(params, dict) and params.get("hardware") is not None:
             hardware = params["hardware"]
-            if not isinstance(hardware, str):
-                raise JsonRpcInvalidParams("hardware must be a string")
+            allowed = (*HARDWARE_PRESETS, ls.settings.hardware)
+            if not isinstance(hardware, str) or hardware not in allowed:
+                # a client-chosen path could be /dev/zero, a FIFO or any readable file: only the user's settings name files
+                raise JsonRpcInvalidParams(
+                    f"hardware must be one of {', '.join(dict.fromkeys(allowed))} (a file must be set in the "
+                    f"waferline.hardware setting first); got {str(hardware)[:200]!r}"
+                )
         if ls.service is None:
             raise JsonRpcException(message=f"no model loaded ({ls.state}: {ls.message})", code=REQUEST_FAILED)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 import uuid
@@ -17,11 +18,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from lsp_server.context import cursor_split, workspace_relative
+from lsp_server.fit import PATH_CHARS, REPO_CHARS, fit_request, load_service, shorten
 from lsp_server.scheduler import InferenceScheduler
 from lsp_server.settings import SECTION, Settings, parse_settings, to_json
 from runtime.completion import CompletionRequest, CompletionResult
@@ -50,13 +52,47 @@ class _Answered:
 
 
 _ANSWERED = _Answered()
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def scrub(obj: Any) -> Any:
+    """Lone surrogates (JSON "\\ud800") replaced by U+FFFD: such text cannot be encoded, tokenized or sent back.
+
+    One code unit for one, so UTF-16 positions in the document stay valid."""
+    if isinstance(obj, str):
+        return _LONE_SURROGATE.sub("\ufffd", obj) if _LONE_SURROGATE.search(obj) else obj
+    if isinstance(obj, list):
+        return [scrub(v) for v in obj]
+    if isinstance(obj, dict):
+        return {scrub(k): scrub(v) for k, v in obj.items()}
+    return obj
+
+
+class _NoStructureTraceback(logging.Filter):
+    """pygls logs a full traceback for every message whose params don't parse; WaferlineProtocol logs one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable to deserialize message")
+
+
+logging.getLogger("pygls.protocol.json_rpc").addFilter(_NoStructureTraceback())
 
 
 class WaferlineProtocol(LanguageServerProtocol):
     """Answers requests whose params don't parse with InvalidParams (pygls would drop them, leaving the client
-    waiting forever) and ignores non-object JSON instead of treating it as a server error."""
+    waiting forever), requests after `shutdown` with InvalidRequest (pygls drops them), treats a missing `params`
+    as null (JSON-RPC allows omitting it), and ignores non-object JSON instead of treating it as a server error."""
 
     def structure_message(self, data: dict[str, Any]):
+        if isinstance(data, dict) and "jsonrpc" in data:
+            data = scrub(data)
+            if "method" in data and "params" not in data:
+                data["params"] = None  # fine for optional params (shutdown, status); InvalidParams otherwise
+            method, msg_id = data.get("method"), data.get("id")
+            if self._shutdown and method not in (None, types.EXIT) and isinstance(msg_id, (int, str)):
+                err = JsonRpcInvalidRequest(f"the server is shut down: {str(method)[:100]} refused (only exit is accepted)")
+                self._send_response(msg_id, error=err.to_response_error())
+                return _ANSWERED
         try:
             return super().structure_message(data)
         except JsonRpcException as exc:
@@ -65,6 +101,16 @@ class WaferlineProtocol(LanguageServerProtocol):
                 self._send_response(data["id"], error=exc.to_response_error())
                 return _ANSWERED
             raise
+
+    def _send_handler_result(self, future, *, msg_id):
+        """An expected error (InvalidParams...) is answered and logged in one line: pygls logs a traceback."""
+        exc = None if future.cancelled() else future.exception()
+        if isinstance(exc, JsonRpcException):
+            self._request_futures.pop(msg_id, None)
+            log.warning("request %r failed: %s", msg_id, exc.message)
+            self._send_response(msg_id, error=exc.to_response_error())
+            return
+        super()._send_handler_result(future, msg_id=msg_id)
 
     def handle_message(self, message):
         if message is _ANSWERED:
@@ -82,7 +128,10 @@ class WaferlineServer(LanguageServer):
         self.state = "loading"  # loading | ready | error | disabled
         self.message = "waiting for initialized"
         self.service = None  # runtime.completion.CompletionService once loaded
-        self.loaded_key: tuple | None = None
+        self.loaded_key: tuple | None = None  # model_key() of self.service
+        self.pending_key: tuple | None = None  # model_key() of the latest load requested, until it ends
+        self.generation = 0  # bumped by every load request: a load that is no longer the latest is discarded
+        self._load_lock = threading.Lock()  # loads commit on the worker thread, settings change on the event loop
         self.scheduler = InferenceScheduler()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.initialized_with_options = False
@@ -130,21 +179,30 @@ class WaferlineServer(LanguageServer):
         return (s.model, s.threads, s.max_context)
 
     def reconcile_model(self, old: Settings | None = None) -> None:
-        """Load, reload or drop the model so it matches the settings."""
-        if not self.settings.enabled:
-            self.state, self.message = "disabled", "disabled by the waferline.enabled setting"
-            return
-        if self.service is not None and self.loaded_key == self.model_key():
-            self.state, self.message = "ready", f"{self.settings.model} ready"
-            return
-        if self.state == "loading" and self.loaded_key == ("pending",) + self.model_key():
-            return
+        """Load, reload or drop the model so it matches the settings: the model served is the one configured last."""
+        key = self.model_key()
+        with self._load_lock:
+            if not self.settings.enabled:
+                self.generation += 1  # a load still queued would flip the state back
+                self.pending_key = None
+                self.state, self.message = "disabled", "disabled by the waferline.enabled setting"
+                return
+            if self.pending_key == key:
+                return  # the latest load requested is this one
+            if self.service is not None and self.loaded_key == key:
+                self.generation += 1  # e.g. A -> B -> A while B loads: B is dropped, A keeps serving
+                self.pending_key = None
+                self.state, self.message = "ready", f"{self.settings.model} ready"
+                return
         self.start_load()
 
     def start_load(self) -> None:
         key = self.model_key()
-        self.state, self.message = "loading", f"loading {self.settings.model}"
-        self.loaded_key = ("pending",) + key
+        with self._load_lock:
+            self.generation += 1
+            gen = self.generation
+            self.pending_key = key
+            self.state, self.message = "loading", f"loading {self.settings.model}"
         token = None
         caps = self.client_capabilities
         if caps is not None and caps.window is not None and caps.window.work_done_progress:
@@ -162,28 +220,35 @@ class WaferlineServer(LanguageServer):
                 self.call_soon(getattr(self.work_done_progress, fn_name), token, value)
 
         def load(cancel: threading.Event):
+            if gen != self.generation:
+                log.info("skipping the load of %s: the settings changed since", model)
+                return None
             t0 = time.perf_counter()
             progress("begin", types.WorkDoneProgressBegin(title="waferline", message=f"loading {model}", cancellable=False))
             try:
-                from runtime.completion import CompletionService
-
-                svc = CompletionService.load(model, threads=threads, max_context=max_context)
+                svc = load_service(model, threads=threads, max_context=max_context)
             except Exception as exc:  # noqa: BLE001 - any failure leaves the server up, in "error"
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if not getattr(exc, "__module__", "").startswith("runtime"):
                     log.exception("model load failed")
                 message = f"cannot load model {model!r}: {msg}"
                 progress("end", types.WorkDoneProgressEnd(message="failed"))
-                self.show(types.MessageType.Error, message)  # queued before the state flips
-                self.service = None
-                self.loaded_key = None
-                self.state, self.message = "error", message
+                with self._load_lock:
+                    if gen != self.generation:
+                        log.info("ignoring the failed load of %s: the settings changed since (%s)", model, msg)
+                        return None
+                    self.show(types.MessageType.Error, message)  # queued before the state flips
+                    self.service, self.loaded_key, self.pending_key = None, None, None
+                    self.state, self.message = "error", message
                 return None
-            self.service = svc
-            self.loaded_key = (model, threads, max_context)
-            if self.model_key() == self.loaded_key:
-                self.state = "ready" if self.settings.enabled else "disabled"
-            self.message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
+            with self._load_lock:
+                if gen != self.generation:
+                    log.info("discarding the load of %s: the settings changed since", model)
+                    progress("end", types.WorkDoneProgressEnd(message="superseded"))
+                    return None
+                self.service, self.loaded_key, self.pending_key = svc, key, None
+                self.state = "ready"
+                self.message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
             log.info("%s", self.message)
             from lsp_server import wafer_bridge
 
@@ -211,6 +276,7 @@ class WaferlineServer(LanguageServer):
         if not roots and self.workspace.root_uri:
             roots = [self.workspace.root_uri]
         repo, rel = workspace_relative(uri, roots)
+        repo, rel = shorten(repo, REPO_CHARS), shorten(rel, PATH_CHARS)  # fit_request budgets it in tokens
         s = self.settings
         fields = dict(
             prefix=prefix, suffix=suffix, doc_key=uri, path=rel, repo_name=repo, mode=s.mode,
@@ -229,7 +295,7 @@ class WaferlineServer(LanguageServer):
             svc = self.service
             if svc is None:
                 return None
-            res = svc.complete(req, cancel)
+            res = svc.complete(fit_request(svc, req), cancel)
             wafer = None
             if not res.cached and res.skipped is None and res.new_tokens:
                 from lsp_server import wafer_bridge
@@ -279,8 +345,11 @@ class WaferlineServer(LanguageServer):
         self.protocol.notify(METRICS, metrics)
 
     def status(self) -> dict[str, Any]:
+        served = self.loaded_key if self.service is not None else None
         return {
             "model": self.settings.model,
+            "served_model": None if served is None else served[0],  # "ready" only when it is the configured model
+            "generation": self.generation,
             "state": self.state,
             "message": self.message,
             "cpu_tokens_per_s": round(self.recent_tokens_per_s, 2) if self.recent_tokens_per_s else None,

@@ -8,9 +8,13 @@ with window/showMessage) and that field keeps its previous/default value, so one
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from runtime.wafer.hardware import HARDWARE_PRESETS
 
 SECTION = "waferline"
 
@@ -23,7 +27,7 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     max_prompt_tokens: Annotated[int, msgspec.Meta(ge=16, le=32768)] = 1024
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.0
     mode: Literal["line", "block"] = "line"
-    hardware: Literal["wse2", "wse3"] = "wse3"
+    hardware: str = "wse3"  # a preset, or an absolute path to a regular .toml file (see hardware_error)
     enabled: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
@@ -65,8 +69,26 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
             default = getattr(base or Settings(), name)
             errors.append(f"{SECTION}.{FIELD_NAMES_REV[name]}: {_short(exc)} (got {value!r}); using {default!r}")
             continue
+        problem = hardware_error(one.hardware) if name == "hardware" else None
+        if problem is not None:
+            errors.append(f"{SECTION}.hardware: {problem} (got {value!r}); using {getattr(base or Settings(), name)!r}")
+            continue
         current[name] = getattr(one, name)
     return Settings(**current), errors
+
+
+def hardware_error(value: str) -> str | None:
+    """Why `value` cannot be the hardware setting, else None. Only the settings may name a file: over LSP,
+    waferline/simulate accepts a preset or this configured file, nothing else (no /dev/zero, FIFOs, stray files)."""
+    if value in HARDWARE_PRESETS:
+        return None
+    if not value.endswith(".toml") or not os.path.isabs(value):
+        return f"expected {' or '.join(HARDWARE_PRESETS)}, or an absolute path to a .toml file"
+    try:
+        st = os.stat(value)
+    except OSError as exc:
+        return f"cannot read {value}: {exc.strerror}"
+    return None if stat.S_ISREG(st.st_mode) else f"{value} is not a regular file"
 
 
 FIELD_NAMES_REV = {v: k for k, v in FIELD_NAMES.items()}

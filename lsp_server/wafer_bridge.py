@@ -9,6 +9,9 @@ rate plus each new token at the per-token latency) or says None until the report
 from __future__ import annotations
 
 import logging
+import os
+import re
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -28,6 +31,54 @@ class WaferUnavailable(Exception):
 
 _lock = threading.Lock()
 _reports: dict[tuple[str, str], Any] = {}
+_plot_dir: Path | None = None
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _own_dir(path: Path) -> Path | None:
+    """`path` as a 0700 directory of ours, or None when it is something else (a link, another user's)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)
+        return path
+    except OSError:
+        return None
+
+
+def private_dir() -> Path:
+    """Where report images go: a 0700 directory in the user cache (a fresh mkdtemp if that is not ours), never a
+    predictable path in the shared temp dir where another user could plant a link."""
+    global _plot_dir
+    with _lock:
+        if _plot_dir is None:
+            import platformdirs
+
+            _plot_dir = _own_dir(Path(platformdirs.user_cache_dir("waferline")) / "reports")
+            _plot_dir = _plot_dir or Path(tempfile.mkdtemp(prefix="waferline-reports-"))
+        return _plot_dir
+
+
+def write_plot(report, directory: Path, hardware: str) -> Path:
+    """Render into a fresh file in `directory`, then rename it over the final name: a link planted at that name is
+    replaced, never followed."""
+    final = directory / (_UNSAFE_NAME.sub("_", f"{report.model}-{Path(hardware).stem}")[:120] + ".png")
+    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        plot_report(report, tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
 
 
 def _report(bundle_path: str | Path, hardware: str):
@@ -36,7 +87,7 @@ def _report(bundle_path: str | Path, hardware: str):
         cached = _reports.get(key)
     if cached is None:
         try:
-            cached = simulate_bundle(Path(bundle_path), hardware)
+            cached = simulate_bundle(Path(bundle_path), hardware)  # a hardware file is read safely (runtime.checks)
         except (WaferlineError, OSError, ValueError) as exc:
             cached = WaferUnavailable(f"wafer simulation failed: {exc}")  # remembered: not retried every keystroke
         with _lock:
@@ -47,11 +98,11 @@ def _report(bundle_path: str | Path, hardware: str):
 
 
 def simulate(bundle_path: str | Path, hardware: str, plot_dir: str | Path | None = None) -> dict[str, Any]:
-    """{report, plot_path} for the served bundle on a hardware preset; raises WaferUnavailable."""
+    """{report, plot_path} for the served bundle on a hardware preset or configured file; raises WaferUnavailable."""
     report = _report(bundle_path, hardware)
     plot_path = None
     try:
-        plot_path = str(plot_report(report, Path(plot_dir or tempfile.gettempdir()) / "waferline"))
+        plot_path = str(write_plot(report, Path(plot_dir) if plot_dir else private_dir(), hardware))
     except Exception as exc:  # noqa: BLE001 - a failed picture must not lose the report
         log.warning("wafer plot failed: %s", exc)
     return {"report": msgspec.to_builtins(report), "plot_path": plot_path}
