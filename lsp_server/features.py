@@ -136,6 +136,21 @@ def register(server: WaferlineServer) -> None:
         pulled = await pull_configuration(ls)  # VS Code sends null: pull the section
         ls.apply_settings(pulled if pulled is not None else raw)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: WaferlineServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.prefill_document(params.text_document.uri)  # pygls has stored the text already
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: WaferlineServer, params: types.DidChangeTextDocumentParams) -> None:
+        if params.text_document.uri != ls.last_focus:  # the user moved to another file: warm it while they look
+            ls.prefill_document(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: WaferlineServer, params: types.DidCloseTextDocumentParams) -> None:
+        if ls.last_focus == params.text_document.uri:
+            ls.last_focus = None
+        ls.forget_document(params.text_document.uri)
+
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: WaferlineServer, *args) -> None:
         ls.scheduler.close()

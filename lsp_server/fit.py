@@ -69,14 +69,14 @@ def check_graph(bundle: Path) -> None:
         raise ModelError(f"{bundle / 'bundle.json'} does not match model.onnx: {'; '.join(problems)}")
 
 
-def load_service(model: str, *, threads: int, max_context: int) -> CompletionService:
+def load_service(model: str, *, threads: int, max_context: int, kv_slots: int = 4) -> CompletionService:
     """Resolve, check and load a model, its context clamped to what the decoder holds (bundle context_length)."""
     from runtime.completion import CompletionService
     from runtime.models import resolve_model
 
     path = resolve_model(model)
     check_graph(path)
-    svc = CompletionService.load(str(path), threads=threads, max_context=max_context)
+    svc = CompletionService.load(str(path), threads=threads, max_context=max_context, kv_slots=kv_slots)
     svc.max_context = max(1, min(int(svc.max_context), int(svc.decoder.max_context), int(svc.meta.context_length)))
     return svc
 

@@ -4,6 +4,9 @@ pygls cannot stop a running thread, so cancellation is cooperative: every job ge
 runtime checks after every token. A newer request for the same document sets the running job's flag and replaces
 that document's waiting job (at most one waits per document), so a typing storm leaves no backlog: the worker only
 ever sees the latest request of each document.
+
+Background jobs (prefill of a file just opened, or of the full window after a cold answer) run only when nothing
+else waits, and any foreground submit stops the one running at its next chunk: they use idle time, never a user's.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ log = logging.getLogger(__name__)
 class Job:
     """A unit of work; its future resolves to fn's result, or None when superseded before it ran."""
 
-    def __init__(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True):
+    def __init__(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True, background: bool = False):
         self.key = key
         self.fn = fn
         self.supersede = supersede
+        self.background = background
         self.cancel = threading.Event()
         self.future: Future = Future()
 
@@ -38,13 +42,19 @@ class InferenceScheduler:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True) -> Job:
-        """Queue fn(cancel_event) for `key`; a supersedable job replaces/cancels older ones of the same key."""
-        job = Job(key, fn, supersede)
+    def submit(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True,
+               background: bool = False) -> Job:
+        """Queue fn(cancel_event) for `key`; a supersedable job replaces/cancels older ones of the same key.
+        A foreground job also stops a running background job (it is not re-run: the next idle moment may queue it)."""
+        key = f"background:{key}" if background else key
+        job = Job(key, fn, supersede, background)
         with self._cv:
             if self._closed:
                 job.future.set_result(None)
                 return job
+            running = self._running
+            if not background and running is not None and running.background:
+                running.cancel.set()
             if supersede:
                 running = self._running
                 if running is not None and running.key == key and running.supersede:
@@ -63,8 +73,15 @@ class InferenceScheduler:
         return job
 
     def pending(self) -> int:
+        """Foreground jobs waiting or running (background prefill is idle time, not a backlog)."""
         with self._cv:
-            return len(self._waiting) + (self._running is not None)
+            waiting = sum(not j.background for j in self._waiting.values())
+            return waiting + (self._running is not None and not self._running.background)
+
+    def background_pending(self) -> int:
+        with self._cv:
+            waiting = sum(j.background for j in self._waiting.values())
+            return waiting + (self._running is not None and self._running.background)
 
     def _loop(self) -> None:
         while True:
@@ -77,7 +94,8 @@ class InferenceScheduler:
                             job.future.set_result(None)
                     self._waiting.clear()
                     return
-                _, job = self._waiting.popitem(last=False)
+                key = next((k for k, j in self._waiting.items() if not j.background), next(iter(self._waiting)))
+                job = self._waiting.pop(key)
                 self._running = job
             result, error = None, None
             if not (job.future.done() or job.cancel.is_set()):

@@ -133,6 +133,7 @@ class WaferlineServer(LanguageServer):
         self.generation = 0  # bumped by every load request: a load that is no longer the latest is discarded
         self._load_lock = threading.Lock()  # loads commit on the worker thread, settings change on the event loop
         self.scheduler = InferenceScheduler()
+        self.last_focus: str | None = None  # the document the user last opened or edited
         self.loop: asyncio.AbstractEventLoop | None = None
         self.initialized_with_options = False
         self.pending_messages: list[tuple[types.MessageType, str]] = []
@@ -176,7 +177,7 @@ class WaferlineServer(LanguageServer):
 
     def model_key(self) -> tuple:
         s = self.settings
-        return (s.model, s.threads, s.max_context)
+        return (s.model, s.threads, s.max_context, s.kv_slots)
 
     def reconcile_model(self, old: Settings | None = None) -> None:
         """Load, reload or drop the model so it matches the settings: the model served is the one configured last."""
@@ -213,7 +214,7 @@ class WaferlineServer(LanguageServer):
                 log.debug("progress create failed: %s", exc)
                 token = None
         model = self.settings.model
-        threads, max_context = self.settings.threads, self.settings.max_context
+        threads, max_context, kv_slots = self.settings.threads, self.settings.max_context, self.settings.kv_slots
 
         def progress(fn_name: str, value) -> None:
             if token is not None:
@@ -226,7 +227,7 @@ class WaferlineServer(LanguageServer):
             t0 = time.perf_counter()
             progress("begin", types.WorkDoneProgressBegin(title="waferline", message=f"loading {model}", cancellable=False))
             try:
-                svc = load_service(model, threads=threads, max_context=max_context)
+                svc = load_service(model, threads=threads, max_context=max_context, kv_slots=kv_slots)
             except Exception as exc:  # noqa: BLE001 - any failure leaves the server up, in "error"
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if not getattr(exc, "__module__", "").startswith("runtime"):
@@ -281,6 +282,7 @@ class WaferlineServer(LanguageServer):
         fields = dict(
             prefix=prefix, suffix=suffix, doc_key=uri, path=rel, repo_name=repo, mode=s.mode,
             max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens, temperature=s.temperature,
+            cold_prompt_tokens=s.cold_prompt_tokens,
         )
         fields.update(overrides)
         return CompletionRequest(**fields), index
@@ -318,8 +320,43 @@ class WaferlineServer(LanguageServer):
         res, wafer = out
         if res.stop_reason == "cancelled":
             self.cancelled += 1
+        elif res.cold:
+            self.prefill(uri, req, at_cursor=True)  # the short window answered; now the full one, while idle
         self.publish_metrics(uri, res, wafer)
         return res
+
+    def prefill(self, uri: str, req: CompletionRequest, at_cursor: bool) -> None:
+        """Background prefill of `req`'s prompt into `uri`'s KV slot: it runs only while no request waits, and
+        the next request stops it within one 64-token chunk."""
+        if self.state != "ready" or self.service is None:
+            return
+
+        def job(cancel: threading.Event):
+            svc = self.service
+            if svc is not None and not cancel.is_set():
+                n = svc.warm(fit_request(svc, req), cancel, at_cursor=at_cursor)
+                log.debug("prefilled %s: %d tokens cached", uri, n)
+
+        self.scheduler.submit(uri, job, background=True)
+
+    def prefill_document(self, uri: str) -> None:
+        """A file just opened or focused: prefill the lines its first request will most likely share (the cursor is
+        not known; its end is the guess, so any cursor in a file that fits the window reuses what lies above it)."""
+        if not self.settings.prefill_on_open or self.state != "ready":
+            return
+        text = self.document_text(uri)
+        if not text or not text.strip():
+            return
+        lines = text.count("\n")
+        req, _ = self.build_request(uri, text, types.Position(line=lines, character=0))
+        self.last_focus = uri
+        self.prefill(uri, req, at_cursor=False)
+
+    def forget_document(self, uri: str) -> None:
+        """A closed file: its KV slot and window state go (on the worker, which owns the decoder)."""
+        svc = self.service
+        if svc is not None:
+            self.scheduler.submit(f"close:{uri}", lambda cancel: svc.forget(uri), background=True)
 
     def publish_metrics(self, uri: str, res: CompletionResult, wafer: tuple[float, float] | None) -> None:
         if res.skipped is not None:
@@ -350,6 +387,7 @@ class WaferlineServer(LanguageServer):
             "model": self.settings.model,
             "served_model": None if served is None else served[0],  # "ready" only when it is the configured model
             "generation": self.generation,
+            "background": self.scheduler.background_pending(),  # prefill jobs using idle time
             "state": self.state,
             "message": self.message,
             "cpu_tokens_per_s": round(self.recent_tokens_per_s, 2) if self.recent_tokens_per_s else None,

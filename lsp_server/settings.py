@@ -32,6 +32,11 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     max_context: Annotated[int, msgspec.Meta(ge=64, le=32768)] = 2048
+    # a request with more uncached prompt tokens than this answers from a short window, the full one is then
+    # prefilled in the background (0 = always the full window); 384 tokens ~ 2 s of prompt at 200 tok/s
+    cold_prompt_tokens: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 384
+    kv_slots: Annotated[int, msgspec.Meta(ge=1, le=16)] = 4  # documents whose prompt K/V stay cached (LRU)
+    prefill_on_open: bool = True  # prefill a file's prompt in the background when it is opened or focused
 
 
 FIELD_NAMES = {f.encode_name: f.name for f in msgspec.structs.fields(Settings)}

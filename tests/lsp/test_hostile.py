@@ -257,7 +257,7 @@ def test_settings_race_serves_the_model_configured_last(monkeypatch, b_broken):
     gates = {m: threading.Event() for m in "AB"}
     started = {m: threading.Event() for m in "AB"}
 
-    def fake_load(model: str, *, threads: int, max_context: int):
+    def fake_load(model: str, *, threads: int, max_context: int, kv_slots: int = 4):
         started[model].set()
         assert gates[model].wait(T)
         if model == "B" and b_broken:
@@ -297,7 +297,7 @@ def test_settings_race_serves_the_model_configured_last(monkeypatch, b_broken):
 
 def test_context_settings_above_the_model_are_clamped(tiny_bundle, tmp_path):
     """The tiny model holds 4096 tokens; valid settings ask for 8192."""
-    c = start(tmp_path, {"model": str(tiny_bundle), "maxContext": 8192, "maxPromptTokens": 8000})
+    c = start(tmp_path, {"model": str(tiny_bundle), "maxContext": 8192, "maxPromptTokens": 8000, "coldPromptTokens": 0})
     try:
         assert wait_state(c, {"ready"})["state"] == "ready"
         text = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(900))
