@@ -36,6 +36,9 @@ export interface ServerSettings {
   logLevel: ServerLogLevel;
   threads: number;
   maxContext: number;
+  coldPromptTokens: number;
+  kvSlots: number;
+  prefillOnOpen: boolean;
 }
 
 /** How to start the server; never sent to it. */
@@ -61,6 +64,9 @@ export const DEFAULT_SERVER_SETTINGS: ServerSettings = {
   logLevel: "info",
   threads: 2,
   maxContext: 2048,
+  coldPromptTokens: 384,
+  kvSlots: 4,
+  prefillOnOpen: true,
 };
 
 /** Reads one key of the section (relative, e.g. "server.pythonPath"); undefined when unset. */
@@ -73,6 +79,7 @@ const isString = (v: unknown): v is string => typeof v === "string";
 const isBool = (v: unknown): v is boolean => typeof v === "boolean";
 const isFiniteNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 const isPositiveInt = (v: unknown): v is number => isFiniteNumber(v) && Number.isInteger(v) && v > 0;
+const isNonNegativeInt = (v: unknown): v is number => isFiniteNumber(v) && Number.isInteger(v) && v >= 0;
 const oneOf =
   <T extends string>(...values: T[]) =>
   (v: unknown): v is T =>
@@ -95,6 +102,9 @@ export function readSettings(get: ConfigGetter): Settings {
       logLevel: pick(get("logLevel"), oneOf<ServerLogLevel>("error", "warning", "info", "debug"), d.logLevel),
       threads: pick(get("threads"), isPositiveInt, d.threads),
       maxContext: pick(get("maxContext"), isPositiveInt, d.maxContext),
+      coldPromptTokens: pick(get("coldPromptTokens"), isNonNegativeInt, d.coldPromptTokens),
+      kvSlots: pick(get("kvSlots"), isPositiveInt, d.kvSlots),
+      prefillOnOpen: pick(get("prefillOnOpen"), isBool, d.prefillOnOpen),
     },
     launch: {
       pythonPath: pick(get("server.pythonPath"), isString, "").trim(),

@@ -82,6 +82,9 @@ describe("readSettings", () => {
         logLevel: "debug",
         threads: 4,
         maxContext: 4096,
+        coldPromptTokens: 0,
+        kvSlots: 2,
+        prefillOnOpen: false,
         "server.pythonPath": " /venv/bin/python ",
         "server.command": ["waferline", "serve", ""],
       }),
@@ -97,6 +100,9 @@ describe("readSettings", () => {
       logLevel: "debug",
       threads: 4,
       maxContext: 4096,
+      coldPromptTokens: 0,
+      kvSlots: 2,
+      prefillOnOpen: false,
     });
     assert.deepEqual(s.launch, { pythonPath: "/venv/bin/python", command: ["waferline", "serve"] });
   });
