@@ -115,3 +115,14 @@ def test_cache_is_bounded_lru():
         c.put(f"p{i}", "", (), f"t{i}")
     assert c.get("p0", "", ()) is None
     assert c.get("p2", "", ()) == "t2"
+
+
+def test_cache_keeps_only_the_visible_tail():
+    """A 20 MB prefix is not held by the cache; typing along still works on it."""
+    c = ResultCache(4)
+    big = "x = 1\n" * 3_000_000 + "y = "
+    c.put(big, "\n", (), "compute(a)", tail_chars=4096)
+    assert sum(len(e.prefix_tail) for e in c._entries.values()) <= 4096
+    assert c.get(big, "\n", (), tail_chars=4096) == "compute(a)"
+    assert c.get(big + "comp", "\n", (), tail_chars=4096) == "ute(a)"
+    assert c.get("z" + big[1:] + "comp", "\n", (), tail_chars=4096) == "ute(a)"  # beyond the visible tail: same prompt

@@ -386,3 +386,23 @@ def test_bundle_json_that_disagrees_with_the_graph_is_refused_at_load(tiny_bundl
         assert "Traceback" not in stderr_text(c)
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------------------------------------ 6: huge documents
+
+
+def test_a_20_mb_document_answers_within_bounded_memory(tiny_bundle, tmp_path):
+    """Only windows around the cursor are tokenized and cached: a 20 MB file costs what a small one does."""
+    c = start(tmp_path, {"model": str(tiny_bundle)})
+    try:
+        assert wait_state(c, {"ready"})["state"] == "ready"
+        text = "".join(f"def f{i}(x):\n    return x * {i}\n\n" for i in range(700_000))[: 20 << 20] + "\nvalue = "
+        open_doc(c, "file:///huge.py", text)
+        for line, char in (end_of(text), (350_000, 4), (3, 0)):
+            resp = inline(c, "file:///huge.py", line, char)
+            assert "error" not in resp, resp
+        assert notifications(c, "waferline/metrics", T)
+        hwm_kb = int(next(ln.split()[1] for ln in open(f"/proc/{c.proc.pid}/status") if ln.startswith("VmHWM")))
+        assert hwm_kb < 1_200_000, hwm_kb  # was 5.0 GB peak on a 20 MB file when the whole prefix was tokenized
+    finally:
+        c.close()
