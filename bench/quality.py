@@ -36,8 +36,10 @@ ANCHOR_PROMPT_TOKENS = 1024
 ANCHOR_SUFFIX_TOKENS = 256
 
 
-def positions(n: int, seed: int) -> list[tuple[str, str, str, str]]:
-    """(module, prefix, suffix, target) with the target removed from the document."""
+def positions(n: int, seed: int, cursor: str = "any") -> list[tuple[str, str, str, str]]:
+    """(module, prefix, suffix, target) with the target removed from the document. cursor="any": a random column
+    (often inside a word, where the prompt ends mid-token); "word": only where a word starts (after a space or
+    punctuation), the cursor of someone who has just typed a separator."""
     rng = random.Random(seed)
     out = []
     texts = {m: inspect.getsource(importlib.import_module(m)) for m in MODULES}
@@ -52,6 +54,12 @@ def positions(n: int, seed: int) -> list[tuple[str, str, str, str]]:
             continue
         indent = len(line) - len(line.lstrip())
         col = rng.randrange(indent, len(line) - 2)
+        if cursor == "word":
+            starts = [c for c in range(max(indent, 1), len(line) - 2)
+                      if (line[c].isalnum() or line[c] == "_") and not (line[c - 1].isalnum() or line[c - 1] == "_")]
+            if not starts:
+                continue
+            col = rng.choice(starts)
         target = line[col:].rstrip()
         if not target.strip():
             continue
@@ -118,6 +126,7 @@ def main() -> int:
     ap.add_argument("--gguf", help="GGUF for the anchor (default: the one the bundle came from)")
     ap.add_argument("--positions", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cursor", choices=["any", "word"], default="any", help="any column, or only where a word starts")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--anchor", choices=["auto", "plain", "fim", "none"], default="auto",
                     help="auto: fim for FIM models, else plain")
@@ -128,10 +137,10 @@ def main() -> int:
     from runtime.bundle import read_meta
 
     print(cpu_line())
-    pos = positions(args.positions, args.seed)
+    pos = positions(args.positions, args.seed, args.cursor)
     ours, ours_s = run_ours(args.model, pos, args.threads)
     e, s = score(ours, pos)
-    line = (f"quality {args.model} ({len(pos)} stdlib positions, seed {args.seed}, greedy, line): "
+    line = (f"quality {args.model} ({len(pos)} stdlib positions, cursor {args.cursor}, seed {args.seed}, greedy, line): "
             f"ours exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)")
     meta = read_meta(models.resolve_model(args.model))
     kind = ("fim" if meta.has_fim else "plain") if args.anchor == "auto" else args.anchor
