@@ -4,9 +4,9 @@ stdio, as VS Code asks it (didOpen, then textDocument/inlineCompletion at the cu
     python bench/cold.py [--model qwen2.5-coder-0.5b] [--files 12] [--waits 0,2] [--seed 0]
 
 Each sample opens a new document (a new URI, so no cache of ours holds it): the text of a standard-library module
-with the rest of one line removed at a random cursor (bench/quality.py's positions), waits W seconds (0 = the
-request follows didOpen at once; 2 = the file has been open 2 s, time the server may use for background prefill),
-then asks for the line completion. Every request counts, however slow; none is cancelled. Prints the CPU, then one
+with the rest of one line removed at a random cursor (bench/quality.py's positions), sends the codeAction request
+VS Code sends where the cursor lands (--no-cursor: none), waits W seconds (0 = the request follows at once; 2 = the
+file has been open 2 s, time the server may use for background prefill), then asks for the line completion. Every request counts, however slow; none is cancelled. Prints the CPU, then one
 line per wait: p50/p95/max latency, and exact match of the suggestions. Not a test: nothing here asserts a time.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,8 +33,8 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def run(model: str, n: int, waits: list[float], seed: int) -> list[str]:
-    client = StdioClient(server_command() + ["--log-level", "warning"])
+def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool) -> list[str]:
+    client = StdioClient(server_command() + ["--log-level", "warning"], stderr=subprocess.DEVNULL)
     lines = []
     try:
         client.request("initialize", {"processId": os.getpid(), "capabilities": {"textDocument": {"inlineCompletion": {}}},
@@ -48,8 +49,13 @@ def run(model: str, n: int, waits: list[float], seed: int) -> list[str]:
                 text = prefix + suffix
                 client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
                                                                         "text": text}})
-                time.sleep(wait_s)
                 line, char = index_to_position(text, len(prefix))
+                if cursor_first:  # as VS Code does when the cursor lands: it asks for code actions there
+                    client.request("textDocument/codeAction", {
+                        "textDocument": {"uri": uri}, "range": {"start": {"line": line, "character": char},
+                                                                "end": {"line": line, "character": char}},
+                        "context": {"diagnostics": [], "triggerKind": 2}}, timeout=600)
+                time.sleep(wait_s)
                 msg, ms = client.request("textDocument/inlineCompletion", {
                     "textDocument": {"uri": uri}, "position": {"line": line, "character": char},
                     "context": {"triggerKind": 2}}, timeout=600)
@@ -59,7 +65,8 @@ def run(model: str, n: int, waits: list[float], seed: int) -> list[str]:
                 exact += got.rstrip() == target
                 times.append(ms)
                 client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
-            lines.append(f"cold {model}: open {wait_s:g} s before the request, {len(times)} files: p50 {pct(times, .5):.0f} ms "
+            how = "cursor placed (codeAction) " if cursor_first else ""
+            lines.append(f"cold {model}: open, {how}{wait_s:g} s before the request, {len(times)} files: p50 {pct(times, .5):.0f} ms "
                          f"p95 {pct(times, .95):.0f} ms max {max(times):.0f} ms mean {statistics.fmean(times):.0f} ms, "
                          f"exact {exact}/{len(times)}")
             print(lines[-1], flush=True)
@@ -74,9 +81,11 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=12)
     ap.add_argument("--waits", default="0,2", help="seconds between didOpen and the request, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-cursor", action="store_true",
+                    help="skip the codeAction request VS Code sends where the cursor lands (the server learns no cursor)")
     args = ap.parse_args()
     print(cpu_line())
-    run(args.model, args.files, [float(w) for w in args.waits.split(",")], args.seed)
+    run(args.model, args.files, [float(w) for w in args.waits.split(",")], args.seed, not args.no_cursor)
     return 0
 
 

@@ -138,10 +138,14 @@ def register(server: WaferlineServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: WaferlineServer, params: types.DidOpenTextDocumentParams) -> None:
-        ls.prefill_document(params.text_document.uri)  # pygls has stored the text already
+        ls.track_document(params.text_document.uri)  # pygls has stored the text already
+        ls.prefill_document(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: WaferlineServer, params: types.DidChangeTextDocumentParams) -> None:
+        edits = [(c.range.start.line, c.range.end.line, c.range.start.line + c.text.count("\n"))
+                 for c in params.content_changes if getattr(c, "range", None) is not None]
+        ls.track_document(params.text_document.uri, edits)
         if params.text_document.uri != ls.last_focus:  # the user moved to another file: warm it while they look
             ls.prefill_document(params.text_document.uri)
 
@@ -154,6 +158,7 @@ def register(server: WaferlineServer) -> None:
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: WaferlineServer, *args) -> None:
         ls.scheduler.close()
+        ls.indexer.shutdown(wait=False, cancel_futures=True)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: WaferlineServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
@@ -200,6 +205,7 @@ def register(server: WaferlineServer) -> None:
         if text is None:
             return None
         pos = params.range.start
+        ls.prefill_cursor(uri, text, pos)  # editors ask for code actions wherever the cursor lands: warm it there
         wanted = [(CMD_COMPLETE_HERE, "Complete here (waferline)")]
         if find_empty_def(text, pos.line, detect_indent_unit(text)) is not None:
             wanted.append((CMD_COMPLETE_BODY, "Complete function body (waferline)"))

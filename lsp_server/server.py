@@ -14,7 +14,8 @@ import re
 import threading
 import time
 import uuid
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable
 from urllib.parse import unquote
 
 from lsprotocol import types
@@ -27,6 +28,7 @@ from lsp_server.fit import PATH_CHARS, REPO_CHARS, fit_request, load_service, sh
 from lsp_server.scheduler import InferenceScheduler
 from lsp_server.settings import SECTION, Settings, parse_settings, to_json
 from runtime.completion import CompletionRequest, CompletionResult
+from runtime.crossfile import ContextCollector
 
 log = logging.getLogger("waferline.lsp")
 
@@ -45,6 +47,7 @@ METRICS = "waferline/metrics"
 CMD_COMPLETE_HERE = "waferline.completeHere"
 CMD_COMPLETE_BODY = "waferline.completeFunctionBody"
 MODEL_KEY = "\0model"  # scheduler key of model (re)loads: never superseded by completions
+INDEX_DELAY_S = 1.0  # a document being typed in is re-indexed for context once typing pauses this long
 
 
 class _Answered:
@@ -141,6 +144,10 @@ class WaferlineServer(LanguageServer):
         self.recent_wafer_tokens_per_s: float | None = None
         self.completions = 0
         self.cancelled = 0
+        self.collector = ContextCollector()  # open documents -> snippets of other files for the prompt
+        self.last_context: list[dict[str, Any]] = []  # the snippets of the last completion, for waferline/status
+        self.indexer = ThreadPoolExecutor(1, thread_name_prefix="waferline-context")  # off the loop and the worker
+        self._index_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ messages (thread-safe)
     def report_server_error(self, error: Exception, source) -> None:
@@ -270,20 +277,31 @@ class WaferlineServer(LanguageServer):
         enc = self.workspace.position_encoding if self.protocol._workspace else None
         return str(getattr(enc, "value", enc) or "utf-16")
 
+    def workspace_roots(self) -> list[str]:
+        """The client's workspace folders, else its root URI; empty when it names none."""
+        if not self.protocol._workspace:
+            return []
+        roots = [f.uri for f in self.workspace.folders.values()] if self.workspace.folders else []
+        return roots or ([self.workspace.root_uri] if self.workspace.root_uri else [])
+
     def build_request(self, uri: str, text: str, position: types.Position, **overrides) -> tuple[CompletionRequest, int]:
         enc = self.position_encoding()
         prefix, suffix, index = cursor_split(text, position.line, position.character, enc)
-        roots = [f.uri for f in self.workspace.folders.values()] if self.workspace.folders else []
-        if not roots and self.workspace.root_uri:
-            roots = [self.workspace.root_uri]
-        repo, rel = workspace_relative(uri, roots)
-        repo, rel = shorten(repo, REPO_CHARS), shorten(rel, PATH_CHARS)  # fit_request budgets it in tokens
+        repo, full_rel = workspace_relative(uri, self.workspace_roots())
+        repo, rel = shorten(repo, REPO_CHARS), shorten(full_rel, PATH_CHARS)  # fit_request budgets it in tokens
         s = self.settings
         fields = dict(
             prefix=prefix, suffix=suffix, doc_key=uri, path=rel, repo_name=repo, mode=s.mode,
             max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens, temperature=s.temperature,
             cold_prompt_tokens=s.cold_prompt_tokens,
         )
+        if s.context and s.context_tokens > 0:  # never waits for indexing: the last finished index is used
+            svc = self.service
+            fields["context"] = self.collector.snippets(
+                uri, prefix, min(s.context_tokens, s.max_prompt_tokens // 2),
+                svc.count_tokens if svc is not None else None, path=full_rel)
+            if self.collector.pending(skip=uri):
+                self.schedule_indexing(0.0, skip=uri)
         fields.update(overrides)
         return CompletionRequest(**fields), index
 
@@ -292,6 +310,7 @@ class WaferlineServer(LanguageServer):
         if self.state != "ready" or self.service is None:
             return None
         hardware = self.settings.hardware
+        self.last_context = [{"path": c.path, "lines": [c.start_line, c.end_line], "kind": c.kind} for c in req.context]
 
         def job(cancel: threading.Event):
             svc = self.service
@@ -352,8 +371,50 @@ class WaferlineServer(LanguageServer):
         self.last_focus = uri
         self.prefill(uri, req, at_cursor=False)
 
+    def track_document(self, uri: str, edits: Iterable[tuple[int, int, int]] = ()) -> None:
+        """didOpen/didChange: the document's text (and the lines changed) to the context collector, when it lies in
+        a workspace folder or the client names none. O(1) here; indexing runs later on its own thread."""
+        text = self.document_text(uri)
+        if text is None:
+            return
+        roots = self.workspace_roots()
+        repo, rel = workspace_relative(uri, roots)
+        if roots and repo is None:
+            self.collector.close(uri)  # outside the workspace: never context for another file
+            return
+        self.collector.update(uri, rel or uri.rsplit("/", 1)[-1], text, edits)
+        self.schedule_indexing(INDEX_DELAY_S if edits else 0.0)
+
+    def schedule_indexing(self, delay_s: float, skip: str | None = None) -> None:
+        """Index the changed documents on the context thread after `delay_s` (a newer call replaces one still
+        waiting, so typing re-indexes once per pause). The GIL-bound ast parse of a file takes milliseconds."""
+        if not self.settings.context:
+            return
+        if self.loop is None or not self.loop.is_running():
+            self.collector.refresh(skip)
+            return
+        if self._index_timer is not None:
+            self._index_timer.cancel()
+        self._index_timer = self.loop.call_later(delay_s, self._index, skip)
+
+    def _index(self, skip: str | None) -> None:
+        try:
+            self.indexer.submit(self.collector.refresh, skip)
+        except RuntimeError:  # shut down
+            pass
+
+    def prefill_cursor(self, uri: str, text: str, position: types.Position) -> None:
+        """The cursor is known (a code-action request, which editors send whenever it moves): prefill everything the
+        next request there shares, through <|fim_middle|>, so typing there starts warm."""
+        if not self.settings.prefill_on_open or self.state != "ready":
+            return
+        req, _ = self.build_request(uri, text, position)
+        self.last_focus = uri
+        self.prefill(uri, req, at_cursor=True)
+
     def forget_document(self, uri: str) -> None:
-        """A closed file: its KV slot and window state go (on the worker, which owns the decoder)."""
+        """A closed file: its KV slot and window state go (on the worker, which owns the decoder), and its context."""
+        self.collector.close(uri)
         svc = self.service
         if svc is not None:
             self.scheduler.submit(f"close:{uri}", lambda cancel: svc.forget(uri), background=True)
@@ -397,6 +458,8 @@ class WaferlineServer(LanguageServer):
             "completions": self.completions,
             "queued": self.scheduler.pending(),
             "cancelled": self.cancelled,
+            "context": {"documents": self.collector.documents(), "pending": self.collector.pending(),
+                        "snippets": self.last_context},
         }
 
 

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 import msgspec
 
+from runtime.crossfile import Snippet, as_comments, by_path
+
 if TYPE_CHECKING:  # runtime.engine/bundle are imported lazily: pure helpers must work without them
     from runtime.bundle import Bundle
 
@@ -52,6 +54,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
     seed: int | None = None
     speculate: bool = True
     cold_prompt_tokens: int = 0  # > 0: when more than this must be evaluated, answer from a short window (see plan)
+    context: list[Snippet] = []  # other files' snippets (runtime.crossfile), put before this one in the prompt
 
 
 class CompletionResult(msgspec.Struct, kw_only=True):
@@ -80,6 +83,7 @@ class CompletionResult(msgspec.Struct, kw_only=True):
 WINDOW_REFILL_FRACTION = 0.75  # after a jump the window holds 3/4 of max tokens: ~1/4 of slack before the next jump
 WINDOW_SHRINK_FRACTION = 0.5  # a window below half of max (cursor moved up, text deleted) is refilled
 _SCAN_CHARS_PER_TOKEN = 12  # generous chars/token bound: only this much text is ever tokenized to place the start
+COLD_SLOT = "\0cold"  # suffix of a document's second KV slot, the short cold-start window
 HEADER_NAME_CHARS = 200  # a repo name or path longer than this is cut in the prompt header (a 4,000-char path)
 
 
@@ -597,16 +601,40 @@ class CompletionService:
         repo_line = repo + "\n" if self.has_fim else repo  # Qwen2.5-Coder: a line each; StarCoder2/SmolLM2: no newline
         return [m.repo_name_id] + self.encode(repo_line) + [m.file_sep_id] + self.encode(path + "\n")
 
+    def _context_ids(self, req: CompletionRequest) -> list[int]:
+        """The header with `req.context` before the current file, as each model was trained: repo-level tokens
+        `<|repo_name|>NAME<|file_sep|>path\\ntext\\n`... then the current file's `<|file_sep|>path\\n`; without them
+        the snippets as comments (`# path: x.py`, each line commented) above the window. At most half the prompt
+        budget: snippets of the highest rank (least wanted) are dropped first, the others keep their place."""
+        header, m = self._header_ids(req), self.meta
+        snippets = list(req.context)
+        limit = min(req.max_prompt_tokens, self.max_context - req.max_new_tokens) // 2
+        while snippets:
+            if not header:
+                ids = self.encode(as_comments(snippets, req.path))
+            else:
+                ids = []
+                for path, text in by_path(snippets):
+                    ids += [m.file_sep_id] + self.encode(f"{path}\n{text}\n")
+            if len(ids) <= limit:
+                at = header.index(m.file_sep_id) if header else 0
+                return header[:at] + ids + header[at:]
+            snippets.remove(max(snippets, key=lambda s: s.rank))
+        return header
+
     def plan_for_cache(self, req: CompletionRequest) -> tuple[PromptPlan, bool]:
-        """The full plan, or -- when its uncached part is over `req.cold_prompt_tokens` -- a short-window plan
-        (3/4 of that budget before the cursor, 1/4 after) that answers within the cold-start latency; True then.
-        The short window is not remembered: the next plan (or the background warm) goes back to the full one."""
+        """The full plan in the document's KV slot, or -- when its uncached part is over `req.cold_prompt_tokens` --
+        a short-window plan (3/4 of that budget before the cursor, 1/4 after) in the document's cold slot, which
+        answers within the cold-start latency; True then. The short window has a slot of its own, so prefilling
+        the full window in the background never evicts it, and it is not remembered as the window start."""
         plan = self.plan_prompt(req)
+        self._use_slot(req.doc_key)
         cached = _common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
         if req.cold_prompt_tokens <= 0 or len(plan.ids) - cached <= req.cold_prompt_tokens:
             return plan, False
         short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
                                         max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4))
+        self._use_slot(req.doc_key + COLD_SLOT)
         return self.plan_prompt(short, remember=False), True
 
     def plan_prompt(self, req: CompletionRequest, remember: bool = True) -> PromptPlan:
@@ -622,7 +650,7 @@ class CompletionService:
         backed-off text is regenerated first under a constraint (token healing) and stripped from the completion.
         Only bounded character windows around the cursor are ever tokenized, whatever the document's size."""
         m = self.meta
-        head = ([m.bos_id] if getattr(m, "add_bos", False) and m.bos_id is not None else []) + self._header_ids(req)
+        head = ([m.bos_id] if getattr(m, "add_bos", False) and m.bos_id is not None else []) + self._context_ids(req)
         suffix_room = req.max_suffix_tokens + 3 if self.has_fim else 0
         budget = max(16, min(req.max_prompt_tokens, self.max_context - req.max_new_tokens - suffix_room - 8) - len(head))
         start = self._window_start(req, budget, remember)
@@ -782,28 +810,34 @@ class CompletionService:
         request cancels this within one chunk. Returns the tokens now cached."""
         if not req.prefix.strip():
             return 0
+        if at_cursor and req.cold_prompt_tokens > 0:
+            plan, cold = self.plan_for_cache(req)
+            if cold:  # first the short window a request would use right now (its own slot), then the full one
+                self._prefill_stable(plan, at_cursor, cancel, chunk)
         self._use_slot(req.doc_key)
-        plan = self.plan_prompt(req)
+        return self._prefill_stable(self.plan_prompt(req), at_cursor, cancel, chunk)
+
+    def _prefill_stable(self, plan: PromptPlan, at_cursor: bool, cancel: threading.Event | None, chunk: int) -> int:
         stable = plan.ids
         if plan.fim:
             stop_at = self.meta.fim_middle_id if at_cursor else self.meta.fim_suffix_id
             stable = plan.ids[: plan.ids.index(stop_at) + (1 if at_cursor else 0)]
-        if stable:
+        if stable and not (cancel is not None and cancel.is_set()):
             self.decoder.prefill(stable, chunk=chunk, cancel=cancel)
         return _common_prefix_len(getattr(self.decoder, "tokens", []), stable)
 
     def forget(self, doc_key: str) -> None:
-        """A closed document: drop its KV slot and window state."""
+        """A closed document: drop its KV slots and window state."""
         self._window_starts.pop(doc_key, None)
         drop = getattr(self.decoder, "drop_slot", None)
         if drop is not None:
             drop(doc_key)
+            drop(doc_key + COLD_SLOT)
 
     def _run_model(self, req: CompletionRequest, cancel: threading.Event | None, t0: float) -> CompletionResult:
         from runtime.engine import GenerateOptions, generate
 
-        self._use_slot(req.doc_key)
-        plan, cold = self.plan_for_cache(req)
+        plan, cold = self.plan_for_cache(req)  # leaves the slot it planned for current
         ctx = make_post_context(req.prefix, req.suffix, req.mode)
         stop = _StopFlag(cancel)
         reused_before = _common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
