@@ -33,7 +33,14 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool) -> list[str]:
+def _drain(client: StdioClient) -> list[dict]:
+    out = []
+    while not client.notifications.empty():
+        out.append(client.notifications.get_nowait())
+    return out
+
+
+def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool, verbose: bool = False) -> list[str]:
     client = StdioClient(server_command() + ["--log-level", "warning"], stderr=subprocess.DEVNULL)
     lines = []
     try:
@@ -64,6 +71,9 @@ def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool) -
                 got = got if isinstance(got, str) else got.get("value", "")
                 exact += got.rstrip() == target
                 times.append(ms)
+                if verbose:
+                    metrics = [n["params"] for n in _drain(client) if n.get("method") == "waferline/metrics"]
+                    print(f"  {ms:7.0f} ms  {mod:14s} {metrics[-1] if metrics else 'no metrics'}", flush=True)
                 client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
             how = "cursor placed (codeAction) " if cursor_first else ""
             lines.append(f"cold {model}: open, {how}{wait_s:g} s before the request, {len(times)} files: p50 {pct(times, .5):.0f} ms "
@@ -81,11 +91,12 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=12)
     ap.add_argument("--waits", default="0,2", help="seconds between didOpen and the request, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="one line per request with the server's metrics")
     ap.add_argument("--no-cursor", action="store_true",
                     help="skip the codeAction request VS Code sends where the cursor lands (the server learns no cursor)")
     args = ap.parse_args()
     print(cpu_line())
-    run(args.model, args.files, [float(w) for w in args.waits.split(",")], args.seed, not args.no_cursor)
+    run(args.model, args.files, [float(w) for w in args.waits.split(",")], args.seed, not args.no_cursor, args.verbose)
     return 0
 
 
