@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runtime.errors import WaferlineError
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -44,7 +46,10 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def setup_logging(log_file: str | None, level: str) -> None:
-    handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+    try:
+        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+    except OSError as exc:
+        raise WaferlineError(f"cannot write the log file {log_file}: {exc.strerror}") from None
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -215,7 +220,6 @@ COMPLETE_FILE_LIMIT = 8 << 20  # bytes of source sent to the server in one didOp
 def run_complete(args: argparse.Namespace) -> int:
     from lsp_server.positions import units_len
     from runtime.checks import read_text_file
-    from runtime.errors import WaferlineError
 
     path, line1, col1 = parse_location(args.location)
     try:  # all before the server starts (a failure past that would leave it running); one line for either entry

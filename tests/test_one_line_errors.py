@@ -156,6 +156,7 @@ CASES: list[tuple[str, Argv, str]] = [  # (id, argv from the files and the tiny 
     ("complete-unwritable-log", lambda f, b: ["complete", f"{f['ok']}:1:1", "--log", f["afile"] / "t.jsonl"], "--log"),
     ("complete-bad-location", lambda f, b: ["complete", "no-line-or-column"], "FILE:LINE:COL"),
     ("serve-port-out-of-range", lambda f, b: ["serve", "--tcp", "127.0.0.1:99999"], "--tcp"),
+    ("serve-unwritable-log", lambda f, b: ["serve", "--log-file", f["afile"] / "s.log"], "log file"),
 ]
 
 
