@@ -39,6 +39,8 @@ export interface ServerSettings {
   coldPromptTokens: number;
   kvSlots: number;
   prefillOnOpen: boolean;
+  context: boolean;
+  contextTokens: number;
 }
 
 /** How to start the server; never sent to it. */
@@ -67,6 +69,8 @@ export const DEFAULT_SERVER_SETTINGS: ServerSettings = {
   coldPromptTokens: 384,
   kvSlots: 4,
   prefillOnOpen: true,
+  context: true,
+  contextTokens: 512,
 };
 
 /** Reads one key of the section (relative, e.g. "server.pythonPath"); undefined when unset. */
@@ -105,6 +109,8 @@ export function readSettings(get: ConfigGetter): Settings {
       coldPromptTokens: pick(get("coldPromptTokens"), isNonNegativeInt, d.coldPromptTokens),
       kvSlots: pick(get("kvSlots"), isPositiveInt, d.kvSlots),
       prefillOnOpen: pick(get("prefillOnOpen"), isBool, d.prefillOnOpen),
+      context: pick(get("context"), isBool, d.context),
+      contextTokens: pick(get("contextTokens"), isNonNegativeInt, d.contextTokens),
     },
     launch: {
       pythonPath: pick(get("server.pythonPath"), isString, "").trim(),

@@ -85,6 +85,8 @@ describe("readSettings", () => {
         coldPromptTokens: 0,
         kvSlots: 2,
         prefillOnOpen: false,
+        context: false,
+        contextTokens: 256,
         "server.pythonPath": " /venv/bin/python ",
         "server.command": ["waferline", "serve", ""],
       }),
@@ -103,6 +105,8 @@ describe("readSettings", () => {
       coldPromptTokens: 0,
       kvSlots: 2,
       prefillOnOpen: false,
+      context: false,
+      contextTokens: 256,
     });
     assert.deepEqual(s.launch, { pythonPath: "/venv/bin/python", command: ["waferline", "serve"] });
   });
@@ -120,6 +124,8 @@ describe("readSettings", () => {
         logLevel: 3,
         threads: 0,
         maxContext: "big",
+        context: "yes",
+        contextTokens: -1,
         "server.command": "waferline serve",
       }),
     );

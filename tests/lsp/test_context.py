@@ -1,0 +1,56 @@
+"""Context beyond the file, end to end: a definition in another open tab reaches the prompt of the current one."""
+
+from __future__ import annotations
+
+import time
+
+from tests.lsp.test_hostile import T, end_of, inline, notifications, open_doc, start, status, wait_state
+
+SHAPES = '''"""Shapes."""
+import math
+
+
+class Circle:
+    """A circle of a given radius."""
+
+    sides: int = 0
+
+    def __init__(self, radius: float):
+        self.radius = radius
+
+    def area(self) -> float:
+        return math.pi * self.radius ** 2
+'''
+MAIN = "from .shapes import Circle\n\n\ndef run():\n    c = Circle(2)\n    return c."
+
+
+def wait_indexed(c, documents: int, timeout_s: float = T) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while ((ctx := status(c)["context"])["pending"] or ctx["documents"] < documents) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ctx
+
+
+def test_definition_from_another_open_document_is_in_the_prompt(tiny_bundle, tmp_path):
+    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0}, root="file:///w")
+    try:
+        assert wait_state(c, {"ready"})["state"] == "ready"
+        main = "file:///w/pkg/main.py"
+        open_doc(c, main, MAIN)
+        assert "error" not in inline(c, main, *end_of(MAIN))
+        alone = notifications(c, "waferline/metrics", T)[-1]
+        assert status(c)["context"]["snippets"] == []
+
+        open_doc(c, "file:///w/pkg/shapes.py", SHAPES)
+        open_doc(c, "file:///elsewhere/pkg/shapes.py", SHAPES)  # outside the workspace folder: never context
+        assert wait_indexed(c, 2)["documents"] == 2
+        text = MAIN + "a"  # typing on: a new prompt (the same one would be answered from the result cache)
+        c.notify("textDocument/didChange", {"textDocument": {"uri": main, "version": 2},
+                                            "contentChanges": [{"text": text}]})
+        assert "error" not in inline(c, main, *end_of(text))
+        with_context = notifications(c, "waferline/metrics", T)[-1]
+        snippets = status(c)["context"]["snippets"]
+        assert {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} in snippets
+        assert with_context["prompt_tokens"] > alone["prompt_tokens"] + 20
+    finally:
+        c.close()
