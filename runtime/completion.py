@@ -763,7 +763,9 @@ class CompletionService:
         return max(4096, req.max_prompt_tokens * _SCAN_CHARS_PER_TOKEN + 1)
 
     def _options_key(self, req: CompletionRequest) -> tuple:
-        return (req.mode, req.max_new_tokens, req.max_prompt_tokens, round(req.temperature, 4), req.seed, req.path)
+        """Everything besides the text that changes the answer: a different context is a different prompt."""
+        context = hash(tuple((s.path, s.text) for s in req.context))
+        return (req.mode, req.max_new_tokens, req.max_prompt_tokens, round(req.temperature, 4), req.seed, req.path, context)
 
     def complete(self, req: CompletionRequest, cancel: threading.Event | None = None) -> CompletionResult:
         """Suggest text for the cursor. Never raises on model output; a set `cancel` ends decoding at the next token."""
