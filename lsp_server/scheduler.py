@@ -45,7 +45,8 @@ class InferenceScheduler:
     def submit(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True,
                background: bool = False) -> Job:
         """Queue fn(cancel_event) for `key`; a supersedable job replaces/cancels older ones of the same key.
-        A foreground job also stops a running background job (it is not re-run: the next idle moment may queue it)."""
+        Any other job also stops a running background job: a request always, and newer idle work for another file
+        (where the user is now) too. A stopped background job is not re-run."""
         key = f"background:{key}" if background else key
         job = Job(key, fn, supersede, background)
         with self._cv:
@@ -53,8 +54,8 @@ class InferenceScheduler:
                 job.future.set_result(None)
                 return job
             running = self._running
-            if not background and running is not None and running.background:
-                running.cancel.set()
+            if running is not None and running.background and running.key != key:
+                running.cancel.set()  # a request, or idle work for another file (the user moved on), goes first
             if supersede:
                 running = self._running
                 if running is not None and running.key == key and running.supersede:
