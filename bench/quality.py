@@ -73,7 +73,7 @@ def edit_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b).ratio()
 
 
-def run_ours(model: str, pos, threads: int) -> tuple[list[str], float]:
+def run_ours(model: str, pos, threads: int, cold_prompt_tokens: int = 0) -> tuple[list[str], float]:
     from runtime.completion import CompletionRequest, CompletionService
 
     svc = CompletionService.load(model, threads=threads)
@@ -81,7 +81,8 @@ def run_ours(model: str, pos, threads: int) -> tuple[list[str], float]:
     t0 = time.perf_counter()
     for mod, prefix, suffix, _ in pos:
         req = CompletionRequest(prefix=prefix, suffix=suffix, doc_key=mod, path=mod.replace(".", "/") + ".py",
-                                repo_name="cpython", mode="line", max_new_tokens=MAX_NEW_TOKENS, max_prompt_tokens=1024)
+                                repo_name="cpython", mode="line", max_new_tokens=MAX_NEW_TOKENS, max_prompt_tokens=1024,
+                                cold_prompt_tokens=cold_prompt_tokens)
         outs.append(svc.complete(req).text)
     return outs, time.perf_counter() - t0
 
@@ -127,6 +128,8 @@ def main() -> int:
     ap.add_argument("--positions", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cursor", choices=["any", "word"], default="any", help="any column, or only where a word starts")
+    ap.add_argument("--cold-prompt-tokens", type=int, default=0,
+                    help="as the server's coldPromptTokens: > 0 measures the short window a file just opened gets first")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--anchor", choices=["auto", "plain", "fim", "none"], default="auto",
                     help="auto: fim for FIM models, else plain")
@@ -138,10 +141,10 @@ def main() -> int:
 
     print(cpu_line())
     pos = positions(args.positions, args.seed, args.cursor)
-    ours, ours_s = run_ours(args.model, pos, args.threads)
+    ours, ours_s = run_ours(args.model, pos, args.threads, args.cold_prompt_tokens)
     e, s = score(ours, pos)
     line = (f"quality {args.model} ({len(pos)} stdlib positions, cursor {args.cursor}, seed {args.seed}, greedy, line): "
-            f"ours exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)")
+            f"ours{f' (cold window {args.cold_prompt_tokens})' if args.cold_prompt_tokens else ''} exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)")
     meta = read_meta(models.resolve_model(args.model))
     kind = ("fim" if meta.has_fim else "plain") if args.anchor == "auto" else args.anchor
     if kind != "none":
