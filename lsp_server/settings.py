@@ -37,7 +37,9 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     cold_prompt_tokens: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 384
     kv_slots: Annotated[int, msgspec.Meta(ge=1, le=16)] = 4  # documents whose prompt K/V stay cached (LRU)
     prefill_on_open: bool = True  # prefill a file's prompt in the background when it is opened or focused
-    context: bool = True  # put snippets of the other open files before the current one (runtime.crossfile)
+    # put snippets of the other open files before the current one (runtime.crossfile). Off by default: measured on
+    # bench/crossfile.py (2026-11-30) it did not help yet -- SmolLM2 11.7% -> 11.7%, Qwen2.5-Coder 32.5% -> 25.0%
+    context: bool = False
     # their budget in prompt tokens, taken from maxPromptTokens (at most half of it); 512 until measured otherwise
     context_tokens: Annotated[int, msgspec.Meta(ge=0, le=8192)] = 512
 

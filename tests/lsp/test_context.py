@@ -32,7 +32,7 @@ def wait_indexed(c, documents: int, timeout_s: float = T) -> dict:
 
 
 def test_definition_from_another_open_document_is_in_the_prompt(tiny_bundle, tmp_path):
-    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0}, root="file:///w")
+    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True}, root="file:///w")
     try:
         assert wait_state(c, {"ready"})["state"] == "ready"
         main = "file:///w/pkg/main.py"

@@ -69,7 +69,7 @@ export const DEFAULT_SERVER_SETTINGS: ServerSettings = {
   coldPromptTokens: 384,
   kvSlots: 4,
   prefillOnOpen: true,
-  context: true,
+  context: false,
   contextTokens: 512,
 };
 
