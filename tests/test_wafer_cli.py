@@ -80,7 +80,7 @@ def test_calibration_points_within_ten_percent():
 
 
 def test_model_bundle_source_and_lsp_entry_points(capsys, tmp_path):
-    tiny = pytest.importorskip("runtime.tiny")
+    from runtime import tiny
     bundle = tiny.make_tiny_bundle(tmp_path / "tiny")
     data = json.loads(_run(["--model", str(bundle), "--hardware", "wse2", "--json"], capsys))
     assert data["workload_source"] == "graph" and data["wafers_used"] == 1

@@ -41,15 +41,12 @@ def test_chained_subgraphs_equal_fused_logits(arch, bias):
 
 
 def test_tiny_bundle_partition_is_exact(tmp_path):
-    tiny = pytest.importorskip("runtime.tiny", reason="runtime.tiny (make_tiny_bundle) not written yet")
+    from runtime import tiny
+
     bundle = tiny.make_tiny_bundle(tmp_path / "tiny")
     assert check_bundle(bundle) <= 1e-4
 
 
-def test_default_model_partition_is_exact():
-    models = pytest.importorskip("runtime.models", reason="runtime.models not written yet")
-    try:
-        path = models.resolve_model(models.DEFAULT_MODEL)
-    except Exception as exc:  # noqa: BLE001 - not pulled on this machine: nothing to check
-        pytest.skip(f"default model not available: {exc}")
-    assert check_bundle(path) <= 1e-4
+def test_default_model_partition_is_exact(default_bundle):
+    """The real default model (pulled by `make test` before pytest; the fixture pulls it otherwise)."""
+    assert check_bundle(default_bundle) <= 1e-4

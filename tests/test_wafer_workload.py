@@ -100,7 +100,7 @@ def test_served_quantized_bundle_partitions_like_its_arch(tmp_path, arch):
     """A real bundle (MatMulNBits with block-sum columns, quantized embedding, shortlist LM head) counts as its arch."""
     import onnx
 
-    tiny = pytest.importorskip("runtime.tiny")
+    from runtime import tiny
     from runtime.bundle import load_bundle
 
     b = load_bundle(tiny.make_tiny_bundle(tmp_path / arch, arch=arch))

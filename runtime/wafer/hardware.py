@@ -1,6 +1,6 @@
 """Hardware: a WaferSpec (msgspec) loaded from a TOML preset shipped in `presets/`, any field overridable by a user TOML.
 
-Every value in the presets carries a comment naming its source (public figures, /work/shared/wafer/HARDWARE.md);
+Every value in the presets carries a comment naming its source (public figures, the project's wafer hardware notes (shared/wafer/HARDWARE.md));
 the four kernel constants marked "fitted" were fitted to the three WaferLLM calibration points only
 (see bench/wafer_validation.py).
 """

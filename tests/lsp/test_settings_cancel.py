@@ -123,7 +123,7 @@ async def test_did_change_storm_leaves_no_backlog(client: LanguageClient, tiny_b
     assert st["state"] == "ready"
     assert st["queued"] == 0
     # superseded requests answer empty; the newest one was computed on the final text
-    assert st["cancelled"] + st["completions"] >= 1
+    assert st["completions"] >= 1 and results[-1] is not None and results[-1].items
 
 
 async def test_malformed_params_get_an_error_not_silence(client: LanguageClient, tiny_bundle):
