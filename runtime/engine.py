@@ -79,6 +79,11 @@ class Decoder:
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self.use_slot("")
 
+    @property
+    def kv_bytes_per_slot(self) -> int:
+        m = self.meta
+        return 2 * m.n_layers * m.n_kv_heads * self.max_context * m.head_dim * 4
+
     def use_slot(self, key: str) -> bool:
         """Make `key`'s KV cache current (the least recently used slot is recycled past max_slots).
         True when the slot already existed, i.e. its cached tokens can be reused."""
