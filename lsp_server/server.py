@@ -397,8 +397,8 @@ class WaferlineServer(LanguageServer):
             pass
 
     def prefill_at(self, uri: str, text: str, position: types.Position, at_cursor: bool = True) -> None:
-        """Prefill for a request at `position`. at_cursor: the cursor is known (a code-action request, which editors
-        send whenever it moves), so everything the next request there shares is prefilled, through <|fim_middle|>."""
+        """Prefill for a request at `position`. at_cursor: the cursor is known, so everything the next request there
+        shares is prefilled, through <|fim_middle|> (codeAction requests could tell it; off, see README)."""
         if not self.settings.prefill_on_open or self.state != "ready":
             return
         req, _ = self.build_request(uri, text, position)
