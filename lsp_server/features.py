@@ -205,6 +205,7 @@ def register(server: WaferlineServer) -> None:
         if text is None:
             return None
         pos = params.range.start
+        ls.prefill_cursor(uri, text, pos)  # editors ask for code actions wherever the cursor lands: warm it there
         wanted = [(CMD_COMPLETE_HERE, "Complete here (waferline)")]
         if find_empty_def(text, pos.line, detect_indent_unit(text)) is not None:
             wanted.append((CMD_COMPLETE_BODY, "Complete function body (waferline)"))

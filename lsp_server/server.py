@@ -24,7 +24,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from lsp_server.context import cursor_split, workspace_relative
-from lsp_server.fit import fit_request, load_service
+from lsp_server.fit import PATH_CHARS, REPO_CHARS, fit_request, load_service, shorten
 from lsp_server.scheduler import InferenceScheduler
 from lsp_server.settings import SECTION, Settings, parse_settings, to_json
 from runtime.completion import CompletionRequest, CompletionResult
@@ -287,7 +287,8 @@ class WaferlineServer(LanguageServer):
     def build_request(self, uri: str, text: str, position: types.Position, **overrides) -> tuple[CompletionRequest, int]:
         enc = self.position_encoding()
         prefix, suffix, index = cursor_split(text, position.line, position.character, enc)
-        repo, rel = workspace_relative(uri, self.workspace_roots())  # fit_request fits them to the header's budget
+        repo, full_rel = workspace_relative(uri, self.workspace_roots())
+        repo, rel = shorten(repo, REPO_CHARS), shorten(full_rel, PATH_CHARS)  # fit_request budgets it in tokens
         s = self.settings
         fields = dict(
             prefix=prefix, suffix=suffix, doc_key=uri, path=rel, repo_name=repo, mode=s.mode,
@@ -298,7 +299,7 @@ class WaferlineServer(LanguageServer):
             svc = self.service
             fields["context"] = self.collector.snippets(
                 uri, prefix, min(s.context_tokens, s.max_prompt_tokens // 2),
-                svc.count_tokens if svc is not None else None, path=rel)
+                svc.count_tokens if svc is not None else None, path=full_rel)
             if self.collector.pending(skip=uri):
                 self.schedule_indexing(0.0, skip=uri)
         fields.update(overrides)
@@ -360,9 +361,15 @@ class WaferlineServer(LanguageServer):
     def prefill_document(self, uri: str) -> None:
         """A file just opened or focused: prefill the lines its first request will most likely share (the cursor is
         not known; its end is the guess, so any cursor in a file that fits the window reuses what lies above it)."""
+        if not self.settings.prefill_on_open or self.state != "ready":
+            return
         text = self.document_text(uri)
-        if text and text.strip():
-            self.prefill_at(uri, text, types.Position(line=text.count("\n"), character=0), at_cursor=False)
+        if not text or not text.strip():
+            return
+        lines = text.count("\n")
+        req, _ = self.build_request(uri, text, types.Position(line=lines, character=0))
+        self.last_focus = uri
+        self.prefill(uri, req, at_cursor=False)
 
     def track_document(self, uri: str, edits: Iterable[tuple[int, int, int]] = ()) -> None:
         """didOpen/didChange: the document's text (and the lines changed) to the context collector, when it lies in
@@ -396,14 +403,14 @@ class WaferlineServer(LanguageServer):
         except RuntimeError:  # shut down
             pass
 
-    def prefill_at(self, uri: str, text: str, position: types.Position, at_cursor: bool = True) -> None:
-        """Prefill for a request at `position`. at_cursor: the cursor is known, so everything the next request there
-        shares is prefilled, through <|fim_middle|> (codeAction requests could tell it; off, see README)."""
+    def prefill_cursor(self, uri: str, text: str, position: types.Position) -> None:
+        """The cursor is known (a code-action request, which editors send whenever it moves): prefill everything the
+        next request there shares, through <|fim_middle|>, so typing there starts warm."""
         if not self.settings.prefill_on_open or self.state != "ready":
             return
         req, _ = self.build_request(uri, text, position)
         self.last_focus = uri
-        self.prefill(uri, req, at_cursor=at_cursor)
+        self.prefill(uri, req, at_cursor=True)
 
     def forget_document(self, uri: str) -> None:
         """A closed file: its KV slot and window state go (on the worker, which owns the decoder), and its context."""

@@ -84,13 +84,7 @@ WINDOW_REFILL_FRACTION = 0.75  # after a jump the window holds 3/4 of max tokens
 WINDOW_SHRINK_FRACTION = 0.5  # a window below half of max (cursor moved up, text deleted) is refilled
 _SCAN_CHARS_PER_TOKEN = 12  # generous chars/token bound: only this much text is ever tokenized to place the start
 COLD_SLOT = "\0cold"  # suffix of a document's second KV slot, the short cold-start window
-HEADER_PATH_CHARS = 256  # a path longer than this shows only its tail in the prompt header (a 4,000-char path)
-HEADER_REPO_CHARS = 64
-
-
-def shorten(text: str | None, limit: int) -> str | None:
-    """The tail of `text` (a file name matters more than its parent directories)."""
-    return text if text is None or len(text) <= limit else "…" + text[-(limit - 1) :]
+HEADER_NAME_CHARS = 200  # a repo name or path longer than this is cut in the prompt header (a 4,000-char path)
 
 
 def _line_starts(text: str, lo: int) -> list[int]:
@@ -602,7 +596,8 @@ class CompletionService:
         m = self.meta
         if m.repo_name_id is None or m.file_sep_id is None or not req.path:
             return []
-        repo, path = shorten(req.repo_name or "repo", HEADER_REPO_CHARS), shorten(req.path, HEADER_PATH_CHARS)
+        repo = (req.repo_name or "repo")[:HEADER_NAME_CHARS]
+        path = req.path if len(req.path) <= HEADER_NAME_CHARS else "..." + req.path[-HEADER_NAME_CHARS:]
         repo_line = repo + "\n" if self.has_fim else repo  # Qwen2.5-Coder: a line each; StarCoder2/SmolLM2: no newline
         return [m.repo_name_id] + self.encode(repo_line) + [m.file_sep_id] + self.encode(path + "\n")
 
@@ -629,24 +624,18 @@ class CompletionService:
 
     def plan_for_cache(self, req: CompletionRequest) -> tuple[PromptPlan, bool]:
         """The full plan in the document's KV slot, or -- when its uncached part is over `req.cold_prompt_tokens` --
-        a short-window plan in the document's cold slot, which answers within the cold-start latency; True then.
-        Leaves the slot it planned for current."""
+        a short-window plan (3/4 of that budget before the cursor, 1/4 after) in the document's cold slot, which
+        answers within the cold-start latency; True then. The short window has a slot of its own, so prefilling
+        the full window in the background never evicts it, and it is not remembered as the window start."""
         plan = self.plan_prompt(req)
-        return (self._cold_plan(req), True) if self._is_cold(req, plan) else (plan, False)
-
-    def _is_cold(self, req: CompletionRequest, full: PromptPlan) -> bool:
-        """Makes the document's slot current; True when more than cold_prompt_tokens of `full` are not in it."""
         self._use_slot(req.doc_key)
-        cached = _common_prefix_len(getattr(self.decoder, "tokens", []), full.ids)
-        return 0 < req.cold_prompt_tokens < len(full.ids) - cached
-
-    def _cold_plan(self, req: CompletionRequest) -> PromptPlan:
-        """3/4 of the cold budget before the cursor, 1/4 after, in the document's cold slot (made current): its own
-        slot, so prefilling the full window in the background never evicts it; not remembered as the window start."""
+        cached = _common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
+        if req.cold_prompt_tokens <= 0 or len(plan.ids) - cached <= req.cold_prompt_tokens:
+            return plan, False
         short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
                                         max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4))
         self._use_slot(req.doc_key + COLD_SLOT)
-        return self.plan_prompt(short, remember=False)
+        return self.plan_prompt(short, remember=False), True
 
     def plan_prompt(self, req: CompletionRequest, remember: bool = True) -> PromptPlan:
         """Token ids for `req`.
@@ -823,11 +812,12 @@ class CompletionService:
         request cancels this within one chunk. Returns the tokens now cached."""
         if not req.prefix.strip():
             return 0
-        full = self.plan_prompt(req)
-        if at_cursor and self._is_cold(req, full):  # first the short window a request would use now, then the full
-            self._prefill_stable(self._cold_plan(req), at_cursor, cancel, chunk)
+        if at_cursor and req.cold_prompt_tokens > 0:
+            plan, cold = self.plan_for_cache(req)
+            if cold:  # first the short window a request would use right now (its own slot), then the full one
+                self._prefill_stable(plan, at_cursor, cancel, chunk)
         self._use_slot(req.doc_key)
-        return self._prefill_stable(full, at_cursor, cancel, chunk)
+        return self._prefill_stable(self.plan_prompt(req), at_cursor, cancel, chunk)
 
     def _prefill_stable(self, plan: PromptPlan, at_cursor: bool, cancel: threading.Event | None, chunk: int) -> int:
         stable = plan.ids
