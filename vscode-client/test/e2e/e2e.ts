@@ -363,6 +363,9 @@ async function run(browser: Browser, url: string): Promise<void> {
     await page.keyboard.type("result = ", { delay: 20 });
     await page.keyboard.press("Escape"); // dismiss any ghost text; the action must do the work
     const before = await saveAndRead(page, readFile());
+    // a suggestion answered after the first Escape shows up late: dismiss it too before asking for code actions
+    await page.keyboard.press("Escape");
+    await page.locator(".ghost-text-decoration").first().waitFor({ state: "detached", timeout: TIMEOUT_UI_MS });
     await page.keyboard.press("Control+Period");
     const menu = page.locator(".action-widget");
     const entry = menu.locator(".monaco-list-row", { hasText: "Complete here" }).first();
