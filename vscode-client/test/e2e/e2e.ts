@@ -361,15 +361,29 @@ async function run(browser: Browser, url: string): Promise<void> {
     await page.keyboard.press("Enter");
     // Indentation is whatever Python's on-enter rules gave; the check below does not depend on it.
     await page.keyboard.type("result = ", { delay: 20 });
-    await page.keyboard.press("Escape"); // dismiss any ghost text; the action must do the work
-    const before = await saveAndRead(page, readFile());
-    // a suggestion answered after the first Escape shows up late: dismiss it too before asking for code actions
+    // Let the inline suggestion for this position arrive first, then dismiss it: the action must do the work,
+    // and a suggestion landing while the menu opens would race with it.
+    await waitForGhostText(page, TIMEOUT_GHOST_MS);
     await page.keyboard.press("Escape");
     await page.locator(".ghost-text-decoration").first().waitFor({ state: "detached", timeout: TIMEOUT_UI_MS });
-    await page.keyboard.press("Control+Period");
+    const before = await saveAndRead(page, readFile());
     const menu = page.locator(".action-widget");
     const entry = menu.locator(".monaco-list-row", { hasText: "Complete here" }).first();
-    await entry.waitFor({ state: "visible", timeout: TIMEOUT_ACTION_MS });
+    // About one run in three here, Ctrl+. showed no menu although the server's answer to the code-action request
+    // is in the log (cause inside VS Code not found): ask again as a person would, and say how many presses it took.
+    let attempts = 0;
+    const deadline = Date.now() + TIMEOUT_ACTION_MS;
+    while (!(await entry.isVisible())) {
+      if (Date.now() > deadline) {
+        throw new Error(`no "Complete here" in the code-action menu after ${attempts} Ctrl+. presses`);
+      }
+      if (attempts > 0) {
+        await page.keyboard.press("Escape");
+      }
+      await page.keyboard.press("Control+Period");
+      attempts += 1;
+      await entry.waitFor({ state: "visible", timeout: 10_000 }).catch(() => undefined);
+    }
     summary.screenshots.push(await shot(page, "05-code-action-menu"));
     await entry.click();
     await page.keyboard.press("Escape");
@@ -380,7 +394,7 @@ async function run(browser: Browser, url: string): Promise<void> {
       throw new Error(`expected text inserted after "result = ":\nbefore:\n${before}\nafter:\n${after}`);
     }
     const inserted = after.slice(cut, after.length - (before.length - cut));
-    return `inserted ${JSON.stringify(inserted)}`;
+    return `inserted ${JSON.stringify(inserted)} (menu after ${attempts} Ctrl+. press${attempts > 1 ? "es" : ""})`;
   });
 
   await check("commands: disable, enable, restart server", async () => {
