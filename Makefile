@@ -38,6 +38,7 @@ vsix:
 
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) bench/anchor.py
 	$(PY) bench/decode.py
 
 bench-wafer: install
