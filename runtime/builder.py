@@ -41,7 +41,7 @@ MS_DOMAIN = "com.microsoft"
 # zero points); llama.cpp quantizes activations to 8 bits the same way.
 ACCURACY_LEVEL = 4
 MAX_ROPE_POSITIONS = 16384  # cos/sin cache rows; longer contexts are refused by the engine
-SHORTLIST = 8  # head candidates scored exactly (measured: the exact argmax is in a 4-bit head's top 8)
+SHORTLIST = 8  # head candidates scored exactly; how often the exact argmax falls outside them: bench/shortlist.py
 
 
 class ArchSpec(msgspec.Struct, kw_only=True):
@@ -128,8 +128,8 @@ class _Linear:
 
 
 class DecoderBuilder:
-    def __init__(self, spec: ArchSpec, weights: Weights | None = None):
-        self.spec, self.w = spec, weights
+    def __init__(self, spec: ArchSpec, weights: Weights | None = None, head_shortlist: int = SHORTLIST):
+        self.spec, self.w, self.head_shortlist = spec, weights, head_shortlist
         self.g = _Graph(shape_only=weights is None)
         self.rope_interleaved = weights.rope_interleaved if weights else True
 
@@ -267,14 +267,14 @@ class DecoderBuilder:
         name = "token_embd.weight" if (s.tied_embeddings or (self.w is not None and self.w.get("output.weight") is None)) else "output.weight"
         tensor = self._tensor(name)
         lin = _Linear(tensor, s.vocab_size, s.d_model)
-        if lin.codes is None or s.vocab_size < 4 * SHORTLIST:
+        if lin.codes is None or self.head_shortlist == 0 or s.vocab_size < 4 * self.head_shortlist:
             return self.linear(hidden, scope, "lm_head", [(name, s.vocab_size)], s.d_model)
         approx = quant.decompose(gguf.quants.quantize(lin.codes.dequantize(), gguf.GGMLQuantizationType.Q4_0), gguf.GGMLQuantizationType.Q4_0, s.vocab_size, s.d_model)
         b = self.g.init("lm_head.shortlist.qweight", quant.kernel_blob(approx))
         sc = self.g.init("lm_head.shortlist.scales", approx.scale.reshape(-1))
         rough = self.g.node("MatMulNBits", [hidden, b, sc], f"{scope}/shortlist/MatMulNBits", domain=MS_DOMAIN,
                             K=s.d_model, N=s.vocab_size, bits=4, block_size=32, accuracy_level=ACCURACY_LEVEL)
-        k = self.g.init("shortlist.k", np.array([SHORTLIST], np.int64))
+        k = self.g.init("shortlist.k", np.array([self.head_shortlist], np.int64))
         _, ids = self.g.node("TopK", [rough, k], f"{scope}/shortlist/TopK", outputs=2, axis=-1)  # [1,N,8]
         wname = "embed_tokens" if name == "token_embd.weight" else "lm_head"
         rows = self._gather_rows(wname, lin.codes, ids, f"{scope}/exact", rank=4)  # [1,N,8,D]
@@ -392,6 +392,26 @@ class DecoderBuilder:
         return model
 
 
-def build_graph(spec: ArchSpec, weights: Weights | None = None) -> onnx.ModelProto:
-    """The decoder graph for `spec`; shape-only (no initializer data) when `weights` is None."""
-    return DecoderBuilder(spec, weights).build()
+def build_graph(spec: ArchSpec, weights: Weights | None = None, head_shortlist: int = SHORTLIST) -> onnx.ModelProto:
+    """The decoder graph for `spec`; shape-only (no initializer data) when `weights` is None.
+
+    head_shortlist: candidates a 4-bit copy of the LM head picks for exact scoring (0: score the whole head exactly).
+    """
+    return DecoderBuilder(spec, weights, head_shortlist).build()
+
+
+def head_shortlist_of(model: onnx.ModelProto) -> int:
+    """How many head candidates the graph scores exactly (0: the whole head is exact), read from the graph itself."""
+    for t in model.graph.initializer:
+        if t.name == "shortlist.k":
+            return int(onnx.numpy_helper.to_array(t)[0])
+    return 0
+
+
+def lossy_parts(head_shortlist: int) -> list[str]:
+    """What the bundle computes other than exactly as the GGUF's weights say (bundle.json `lossy`, `model info`)."""
+    if head_shortlist == 0:
+        return []
+    return [f"LM head: a 4-bit (Q4_0) copy picks {head_shortlist} candidates, scored exactly from the original rows; "
+            f"greedy is exact while the true top token is among them, sampling sees clipped 4-bit estimates for the "
+            f"rest (convert --exact-head scores all rows)"]

@@ -26,6 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = msub.add_parser("convert", help="convert a GGUF file into a bundle")
     p.add_argument("gguf", type=Path)
     p.add_argument("--out", type=Path, help="bundle directory (default: the cache, named after the file)")
+    p.add_argument("--exact-head", action="store_true",
+                   help="score every row of the LM head exactly (no 4-bit candidate shortlist): slower decode, exact sampling")
     msub.add_parser("list", help="models in the catalog and the cache")
     p = msub.add_parser("info", help="architecture, quantization and provenance of a model")
     p.add_argument("name", nargs="?", default=models.DEFAULT_MODEL)
@@ -65,10 +67,11 @@ def _pull(args) -> int:
 
 
 def _convert(args) -> int:
+    from .builder import SHORTLIST
     from .convert import convert
 
     out = args.out or models.bundle_dir(args.gguf.stem)
-    print(convert(args.gguf, out))
+    print(convert(args.gguf, out, head_shortlist=0 if args.exact_head else SHORTLIST))
     return 0
 
 
@@ -79,6 +82,9 @@ def _list(args) -> int:
 
 
 def _info(args) -> int:
+    import onnx
+
+    from .builder import head_shortlist_of, lossy_parts
     from .bundle import read_meta
 
     path = models.resolve_model(args.name)
@@ -92,7 +98,10 @@ def _info(args) -> int:
           f"FFN {meta.d_ff}, vocab {meta.vocab_size}, context {meta.context_length}")
     print(f"source     {meta.source_file} sha256 {meta.source_sha256[:16]}...")
     print(f"quant      {meta.quant.get('types', '?')}; ONNX files {weight_bytes / 1e6:.1f} MB")
-    print(f"exactness  {'; '.join(meta.lossy) if meta.lossy else 'every weight maps exactly (no requantization); activations int8 per 32-block at matmuls'}")
+    shortlist = head_shortlist_of(onnx.load(str(path / "model.onnx"), load_external_data=False))
+    print("exactness  every GGUF weight maps exactly onto the kernels; activations are int8 per 32-block at matmuls")
+    for part in lossy_parts(shortlist):  # from the graph itself: bundles built before `lossy` was filled say [] there
+        print(f"           {part}")
     print(f"FIM        {'yes' if meta.has_fim else 'no'}")
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 from tqdm import tqdm
 
-from .builder import ArchSpec, Weights, build_graph
+from .builder import SHORTLIST, ArchSpec, Weights, build_graph, head_shortlist_of, lossy_parts
 from .bundle import BundleMeta, write_meta
 from .bundle_store import check_target, install
 from .errors import GGUFError
@@ -83,7 +83,7 @@ def _check_shapes(m: GGUFModel, spec: ArchSpec) -> None:
         raise GGUFError(f"{m.path.name}: tokenizer has {len(m.fields['tokenizer.ggml.tokens'])} tokens, model vocab is {spec.vocab_size}")
 
 
-def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str) -> BundleMeta:
+def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | None = None) -> BundleMeta:
     f = m.fields
     eos = [int(f["tokenizer.ggml.eos_token_id"])] if f.get("tokenizer.ggml.eos_token_id") is not None else []
     if f.get("tokenizer.ggml.eot_token_id") is not None and int(f["tokenizer.ggml.eot_token_id"]) not in eos:
@@ -110,13 +110,16 @@ def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str) -> BundleMeta:
         source_file=m.path.name,
         source_sha256=sha256,
         quant={"types": ",".join(quant)},
-        lossy=[],  # every supported type maps exactly (runtime/quant.py); activations are int8 per block, as llama.cpp's
+        lossy=lossy or [],  # weights map exactly (runtime/quant.py); only the head shortlist is approximate
         **special_ids(f),
     )
 
 
-def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
-    """Convert a GGUF into a bundle at out_dir (replacing only a bundle of ours there). Returns out_dir."""
+def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True,
+            head_shortlist: int = SHORTLIST) -> Path:
+    """Convert a GGUF into a bundle at out_dir (replacing only a bundle of ours there). Returns out_dir.
+
+    head_shortlist=0 scores the whole LM head exactly (slower decode, exact sampling)."""
     out_dir = Path(os.path.abspath(out_dir))
     check_target(out_dir)  # refuse before the slow part; install checks again under its lock
     m = read_gguf(gguf_path)  # validate everything a user can get wrong before showing progress or writing
@@ -127,7 +130,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
     steps.update()
     sha = sha256_file(m.path)
     steps.update()
-    model = build_graph(spec, Weights(m.tensors, m.rules.rope_interleaved))
+    model = build_graph(spec, Weights(m.tensors, m.rules.rope_interleaved), head_shortlist)
     steps.update()
 
     def write(tmp: Path) -> None:
@@ -135,7 +138,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
                         location="model.onnx.data", size_threshold=1024)
         steps.update()
         (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
-        write_meta(tmp, bundle_meta(m, spec, sha))  # bundle.json last: its presence marks a complete bundle
+        write_meta(tmp, bundle_meta(m, spec, sha, lossy_parts(head_shortlist_of(model))))  # bundle.json last: its presence marks a complete bundle
 
     install(out_dir, write)
     steps.update()

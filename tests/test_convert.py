@@ -78,3 +78,28 @@ def test_shape_only_graph_has_no_weights():
     dims = {i.name: list(i.dims) for i in model.graph.initializer}
     assert dims["model.layers.0.attn.qkv.weight"] == [4096, 4096 + 2 * 1024]
     assert any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer)
+
+
+def test_exact_head_scores_every_row_and_the_bundle_says_which(tmp_path):
+    """--exact-head: no shortlist in the graph, `lossy` empty, logits of every row match the reference; the default
+    shortlist bundle records itself as lossy and `model info` says so."""
+    import subprocess
+    import sys
+
+    import onnx
+
+    from runtime.builder import head_shortlist_of
+
+    gguf_path = write_tiny_gguf(tmp_path / "t.gguf", qtype="Q8_0", seed=5)
+    short = load_bundle(convert(gguf_path, tmp_path / "short", progress=False))
+    exact = load_bundle(convert(gguf_path, tmp_path / "exact", progress=False, head_shortlist=0))
+    assert head_shortlist_of(onnx.load(str(short.path / "model.onnx"), load_external_data=False)) == 8
+    assert head_shortlist_of(onnx.load(str(exact.path / "model.onnx"), load_external_data=False)) == 0
+    assert exact.meta.lossy == [] and "shortlist" not in " ".join(exact.meta.lossy)
+    assert len(short.meta.lossy) == 1 and "8 candidates" in short.meta.lossy[0]
+    ids = exact.tokenizer.encode(PROMPT).ids
+    got, want = Decoder(exact).verify(ids), ReferenceModel(gguf_path).logits(ids)
+    assert np.abs(got - want).max() / np.abs(want).max() < 6e-2  # every row, not only the top 8 (int8 activations)
+    info = subprocess.run([sys.executable, "-m", "lsp_server.cli", "model", "info", str(short.path)],
+                          capture_output=True, text=True, check=True).stdout
+    assert "4-bit (Q4_0) copy picks 8 candidates" in info
