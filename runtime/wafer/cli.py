@@ -42,6 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=4096, metavar="C", help="KV positions resident (default: %(default)s)")
     p.add_argument("--prefill-chunk", type=int, metavar="T",
                    help="auto placement: tokens per layer-pipelined prefill chunk (default: the TTFT-optimal one that fits SRAM)")
+    p.add_argument("--draft", metavar="ARCH", help="speculative decoding: the draft model's architecture preset "
+                   "(same vocabulary as the target), placed on its own wafer")
+    p.add_argument("--draft-tokens", type=int, metavar="K", help="draft tokens proposed per verify step (default: 4)")
+    p.add_argument("--acceptance", type=float, metavar="A", help="probability that one draft token is accepted (with --draft)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write the wafer heat-map and latency bars")
     return p
@@ -113,8 +117,12 @@ def run_case(fields: dict):
         dtype=fields.get("dtype", "bf16"), collective=collective, grid=grid, wafers=fields.get("wafers"),
         prompt_len=fields.get("prompt_len", 1024), context=fields.get("context", 4096),
         prefill_chunk=fields.get("prefill_chunk"),
+        draft_tokens=fields.get("draft_tokens", 4), acceptance=fields.get("acceptance"),
     )
-    return simulate(w, hw, opts)
+    if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
+        raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")
+    draft = load_workload(fields["draft"]) if fields.get("draft") else None
+    return simulate(w, hw, opts, draft)
 
 
 def check_plot_target(out: str) -> None:

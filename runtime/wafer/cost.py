@@ -250,12 +250,12 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
         c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)  # sigmoid, gate * sigmoid, * up
         for m in down:
             c += gemv(hw, m.k, m.n, cols, rows, dtype, algo, q)
-    elif sg.kind == "head":  # only the last token of a prompt reaches the head
+    elif sg.kind == "head":  # prefill sends only the prompt's last token here; a speculative verify sends all k + 1
         m = sg.matmuls[0]
-        c += rmsnorm_decode(hw, m.k, rows, algo, skip=True)
-        c += gemv(hw, m.k, m.n, rows, cols, dtype, algo)
+        c += rmsnorm_decode(hw, m.k, rows, algo, skip=True, tokens=q)
+        c += gemv(hw, m.k, m.n, rows, cols, dtype, algo, q)
         nt = cdiv(m.n, cols)
-        c += vector_op(hw, nt) + allreduce(hw, cols, 2, algo)  # argmax: local max, then (value, index) over x
+        c += vector_op(hw, q * nt) + allreduce(hw, cols, 2 * q, algo)  # argmax: local max, then (value, index) over x
     elif sg.kind == "embed":
         c += vector_op(hw, q * cdiv(sg.gather_cols, cols))  # copy the looked-up row slices
     return c

@@ -35,6 +35,24 @@ class RegionReport(msgspec.Struct):
     sram_use_pct: float
 
 
+class Speculation(msgspec.Struct, kw_only=True):
+    """What a speculative run adds to the report: its inputs, the draft's placement and one step's parts."""
+
+    draft_model: str
+    draft_tokens: int
+    acceptance: float
+    draft_wafers: int
+    draft_grid: str
+    draft_token_s: float  # one draft token
+    verify_s: float  # the target's pass(es) over k + 1 tokens
+    verify_passes: int  # 1 unless k + 1 tokens' working tiles do not fit the target's PEs at once
+    transfer_s: float  # draft ids to the target and the next token back, per step
+    step_s: float
+    expected_tokens_per_step: float
+    plain_decode_tokens_per_s: float  # the target alone, no speculation
+    speedup: float
+
+
 class Report(msgspec.Struct):
     model: str
     workload_source: str  # "graph" (ONNX partition) | "arch"
@@ -71,6 +89,11 @@ class Report(msgspec.Struct):
     effective_sram_read_bytes_per_s: float
     subgraphs: list[SubgraphReport]
     regions: list[RegionReport]
+    # speculative decoding (--draft): decode_tokens_per_s, per_token_latency_s and breakdown are then the
+    # speculative loop's (per token, averaged over steps); the target alone is speculation.plain_decode_tokens_per_s
+    acceptance: float | None = None
+    draft_tokens: int = 0
+    speculation: Speculation | None = None
 
 
 class GemvReport(msgspec.Struct):
@@ -96,7 +119,7 @@ def format_table(r: Report, max_layers: int = 2) -> str:
     lines = [
         f"{r.model} on {r.wafers_used} x {r.hardware} ({r.dtype}, {r.collective}, grid {r.grid}"
         f"{' forced' if r.grid_forced else ' auto'}, {r.clock_hz / 1e9:.2f} GHz, context {r.context})",
-        "decode µs per token by component:",
+        "decode µs per token by component" + (" (the target alone, one token):" if r.speculation else ":"),
         head,
         "-" * len(head),
     ]
@@ -126,6 +149,17 @@ def format_table(r: Report, max_layers: int = 2) -> str:
     if route:
         lines.append("between regions: " + ", ".join(f"{k} {v * 1e6:.2f} µs" for k, v in route.items())
                      + f" ({r.wafer_crossings_per_token} wafer crossings per token)")
+    s = r.speculation
+    if s:
+        lines += [
+            f"speculative: draft {s.draft_model} ({s.draft_wafers} wafer{'s' if s.draft_wafers != 1 else ''}, grid "
+            f"{s.draft_grid}) proposes {s.draft_tokens}, acceptance {s.acceptance:.2f} -> {s.expected_tokens_per_step:.2f} "
+            f"tokens per step",
+            f"  step {s.step_s * 1e6:.1f} µs = {s.draft_tokens} x {s.draft_token_s * 1e6:.1f} µs draft + "
+            f"{s.transfer_s * 1e6:.1f} µs ids across + {s.verify_s * 1e6:.1f} µs verify of {s.draft_tokens + 1} tokens"
+            f" ({s.verify_passes} pass{'es' if s.verify_passes != 1 else ''}); target alone "
+            f"{s.plain_decode_tokens_per_s:,.1f} tok/s, speed-up {s.speedup:.2f}x",
+        ]
     lines += [
         f"per-token latency {r.per_token_latency_s * 1e6:.1f} µs  ->  decode {r.decode_tokens_per_s:,.1f} tok/s",
         f"prefill {r.prompt_len} tokens: TTFT {r.ttft_s * 1e3:.2f} ms  ->  prefill {r.prefill_tokens_per_s:,.0f} tok/s",

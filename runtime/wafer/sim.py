@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 
 from . import cost as C
+from . import speculative
 from .cost import Cost, cdiv
 from .errors import WaferError
 from .hardware import WaferSpec
@@ -41,6 +42,8 @@ class SimOptions(msgspec.Struct, kw_only=True):
     prompt_len: int = 1024
     context: int = 4096  # KV positions held resident (and attended over per decode token)
     prefill_chunk: int | None = None  # auto placement: tokens per pipelined prefill chunk; None = the TTFT-optimal one
+    draft_tokens: int = 4  # with a draft model: tokens it proposes per verify step
+    acceptance: float | None = None  # with a draft model: probability that one draft token is accepted
 
 
 def _check(opts: SimOptions) -> None:
@@ -342,8 +345,11 @@ def crossings(p: Placement) -> int:
     return fwd + (1 if p.regions[-1].wafer != p.regions[0].wafer else 0)
 
 
-def simulate(w: Workload, hw: WaferSpec, opts: SimOptions) -> Report:
+def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | None = None) -> Report:
+    """`draft`: a draft model for speculative decoding (runtime/wafer/speculative.py), placed on its own wafers."""
     _check(opts)
+    if draft is not None:
+        speculative.check(opts.draft_tokens, opts.acceptance)
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles)
     dec, dec_sg = sim.decode(p)
@@ -369,16 +375,22 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions) -> Report:
         for r in p.regions
     ]
     latency = dec.total / clock
+    breakdown = dec.seconds(hw)
+    spec = None
+    if draft is not None:
+        spec, breakdown = speculative.speculate(sim, p, draft, opts.draft_tokens, opts.acceptance,
+                                                lambda d: _Sim(d, hw, opts))
+        latency = spec.step_s / spec.expected_tokens_per_step
     prefill_s = pre.total / clock
     weight_bytes = w.weight_bytes(opts.dtype)
     return Report(
         model=w.name, workload_source=w.source, hardware=hw.name, dtype=opts.dtype, collective=opts.collective,
         clock_hz=clock, grid=f"{p.grid_rows}x{p.grid_cols}", grid_forced=opts.grid is not None,
-        wafers_used=p.wafers_used, pes_used=sum(r.width * r.height for r in p.regions),
+        wafers_used=p.wafers_used + (spec.draft_wafers if spec else 0), pes_used=sum(r.width * r.height for r in p.regions),
         context=opts.context, prompt_len=opts.prompt_len,
         per_token_latency_s=latency, decode_tokens_per_s=1.0 / latency,
         prefill_s=prefill_s, ttft_s=prefill_s, prefill_tokens_per_s=opts.prompt_len / prefill_s,
-        breakdown=dec.seconds(hw), prefill_breakdown=pre.seconds(hw),
+        breakdown=breakdown, prefill_breakdown=pre.seconds(hw),
         prefill_kernel=plan.kernel, prefill_pipelined=plan.pipelined, prefill_chunk_tokens=plan.chunk_tokens,
         prefill_chunks=plan.chunks, prefill_max_chunk_tokens=plan.max_chunk_tokens,
         prefill_sram_bytes_per_pe=plan.sram_bytes_per_pe,
@@ -386,6 +398,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions) -> Report:
         kv_bytes=sum(sg.kv_bytes_per_token for sg in w.subgraphs) * opts.context,
         effective_sram_read_bytes_per_s=weight_bytes / latency,
         subgraphs=sg_reports, regions=region_reports,
+        acceptance=opts.acceptance if spec else None, draft_tokens=opts.draft_tokens if spec else 0, speculation=spec,
     )
 
 
