@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .workload import partition_nodes, subgraph_order
+from .workload import cut_tensors, partition_nodes, subgraph_order
 
 _ORT_TYPES = {
     "tensor(float)": TensorProto.FLOAT, "tensor(int64)": TensorProto.INT64, "tensor(int32)": TensorProto.INT32,
@@ -39,15 +39,7 @@ def split_model(model: onnx.ModelProto) -> list[tuple[str, onnx.ModelProto]]:
     graph_inputs = {v.name: v for v in model.graph.input}
     graph_outputs = {v.name: v for v in model.graph.output}
     types = _elem_types(model)
-    producer, consumers = {}, {}
-    for sg, nodes in parts.items():
-        for node in nodes:
-            for o in node.output:
-                if o:
-                    producer[o] = sg
-            for i in node.input:
-                if i:
-                    consumers.setdefault(i, set()).add(sg)
+    cuts = cut_tensors(parts, inits, graph_outputs)
 
     def vinfo(name: str) -> onnx.ValueInfoProto:
         if name in graph_inputs:
@@ -59,19 +51,8 @@ def split_model(model: onnx.ModelProto) -> list[tuple[str, onnx.ModelProto]]:
     pieces = []
     for sg in subgraph_order(n_layers):
         nodes = parts[sg]
-        ins, outs, used = [], [], []
-        for node in nodes:
-            for i in node.input:
-                if not i:
-                    continue
-                if i in inits:
-                    if i not in used:
-                        used.append(i)
-                elif producer.get(i) != sg and i not in ins:
-                    ins.append(i)
-            for o in node.output:
-                if o and (o in graph_outputs or consumers.get(o, set()) - {sg}) and o not in outs:
-                    outs.append(o)
+        ins, outs = cuts[sg]
+        used = list(dict.fromkeys(i for node in nodes for i in node.input if i in inits))
         graph = helper.make_graph(nodes, f"{model.graph.name}/{sg}", [vinfo(i) for i in ins], [vinfo(o) for o in outs],
                                   [inits[n] for n in used])
         piece = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="waferline-partition")

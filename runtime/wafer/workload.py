@@ -205,6 +205,35 @@ def partition_nodes(model) -> dict[str, list]:
     return parts
 
 
+def cut_tensors(parts: dict[str, list], initializers, graph_outputs) -> dict[str, tuple[list[str], list[str]]]:
+    """Per subgraph, the tensors crossing its boundary, in node order: inputs it reads but no node of it produced
+    (initializers excluded: they stay with their subgraph) and outputs read by another subgraph or by the caller.
+    The one cut rule: the simulator counts these as fabric traffic, the partitioner makes them the pieces' I/O."""
+    producer: dict[str, str] = {}
+    consumers: dict[str, set] = {}
+    for sg, nodes in parts.items():
+        for node in nodes:
+            for o in node.output:
+                if o:
+                    producer[o] = sg
+            for i in node.input:
+                if i:
+                    consumers.setdefault(i, set()).add(sg)
+    cuts = {}
+    for sg, nodes in parts.items():
+        ins: dict[str, None] = {}
+        outs: dict[str, None] = {}
+        for node in nodes:
+            for i in node.input:
+                if i and i not in initializers and producer.get(i) != sg:
+                    ins[i] = None
+            for o in node.output:
+                if o and (o in graph_outputs or consumers.get(o, set()) - {sg}):
+                    outs[o] = None
+        cuts[sg] = (list(ins), list(outs))
+    return cuts
+
+
 def _split_name(nodes: list, producer_node) -> str:
     """Name of the node in `nodes` that splits `producer_node`'s output ('' if none): the block-sum split."""
     scope = producer_node.name.rsplit("/", 1)[0]
@@ -236,18 +265,7 @@ def workload_from_graph(model, name: str | None = None) -> Workload:
     if missing:
         raise WaferError(f"graph has no nodes for subgraph '{missing[0]}' (expected embed, attn/mlp per layer, head)")
 
-    producer = {}
-    for sg, nodes in parts.items():
-        for node in nodes:
-            for o in node.output:
-                if o:
-                    producer[o] = sg
-    consumers: dict[str, set] = {}
-    for sg, nodes in parts.items():
-        for node in nodes:
-            for i in node.input:
-                if i:
-                    consumers.setdefault(i, set()).add(sg)
+    cuts = cut_tensors(parts, inits, graph_outputs)
 
     # model dims: embedding table, GQA attributes, the KV cache inputs
     d_model = vocab = 0
@@ -292,7 +310,6 @@ def workload_from_graph(model, name: str | None = None) -> Workload:
         matmuls, weight_params, vector_params = [], 0, 0
         gather_rows = gather_cols = 0
         seen_inits: set[str] = set()
-        inputs, outputs = [], []
         attn_ctx = kv_bytes = 0
         for node in nodes:
             ops[node.op_type] = ops.get(node.op_type, 0) + 1
@@ -320,12 +337,8 @@ def workload_from_graph(model, name: str | None = None) -> Workload:
             elif node.op_type == "GroupQueryAttention":
                 attn_ctx += 2 * n_heads * head_dim
                 kv_bytes += 2 * n_kv * head_dim * ACT_BYTES
-            for i in node.input:
-                if i and i not in inits and producer.get(i) != sg and i not in {t.name for t in inputs}:
-                    inputs.append(elems(i))
-            for o in node.output:
-                if o and (o in graph_outputs or (consumers.get(o, set()) - {sg})) and o not in {t.name for t in outputs}:
-                    outputs.append(elems(o))
+        ins, outs = cuts[sg]
+        inputs, outputs = [elems(i) for i in ins], [elems(o) for o in outs]
         subgraphs.append(Subgraph(
             name=sg, kind=kind, layer=layer, ops=ops, nodes=[n.name for n in nodes], matmuls=matmuls,
             weight_params=weight_params, vector_params=vector_params,
