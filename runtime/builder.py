@@ -33,6 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import quant
+from .arch import ArchSpec
 from .errors import GGUFError
 
 OPSET = 21
@@ -42,29 +43,6 @@ MS_DOMAIN = "com.microsoft"
 ACCURACY_LEVEL = 4
 MAX_ROPE_POSITIONS = 16384  # cos/sin cache rows; longer contexts are refused by the engine
 SHORTLIST = 8  # head candidates scored exactly; how often the exact argmax falls outside them: bench/shortlist.py
-
-
-class ArchSpec(msgspec.Struct, kw_only=True):
-    """The shape of a decoder: enough to build its graph with or without weights."""
-
-    name: str
-    architecture: str = "llama"
-    n_layers: int
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int = 0  # 0: d_model // n_heads
-    d_ff: int
-    vocab_size: int
-    rope_theta: float = 10000.0
-    rms_eps: float = 1e-5
-    qkv_bias: bool = False
-    tied_embeddings: bool = False
-    context_length: int = 8192
-
-    def __post_init__(self) -> None:
-        if self.head_dim == 0:
-            self.head_dim = self.d_model // self.n_heads
 
 
 @dataclass

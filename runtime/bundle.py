@@ -15,26 +15,16 @@ from pathlib import Path
 import msgspec
 from tokenizers import Tokenizer
 
+from .arch import ArchSpec
 from .checks import check_arch
 from .errors import ModelError
 
 BUNDLE_FORMAT = 1
 
 
-class BundleMeta(msgspec.Struct, kw_only=True):
-    """Architecture, special tokens and provenance of a converted model."""
+class BundleMeta(ArchSpec, kw_only=True):
+    """Architecture (the ArchSpec fields, flat in bundle.json), special tokens and provenance of a converted model."""
 
-    architecture: str
-    n_layers: int
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    d_ff: int
-    vocab_size: int
-    rope_theta: float
-    rms_eps: float
-    context_length: int
     bos_id: int | None = None
     add_bos: bool = False
     eos_ids: list[int] = []
@@ -44,9 +34,6 @@ class BundleMeta(msgspec.Struct, kw_only=True):
     fim_pad_id: int | None = None
     file_sep_id: int | None = None
     repo_name_id: int | None = None
-    tied_embeddings: bool = False
-    qkv_bias: bool = False
-    name: str = ""
     source_file: str = ""
     source_sha256: str = ""
     quant: dict[str, str] = {}

@@ -10,10 +10,12 @@ import json
 import os
 from pathlib import Path
 
+import msgspec
 import onnx
 from tqdm import tqdm
 
-from .builder import SHORTLIST, ArchSpec, Weights, build_graph, head_shortlist_of, lossy_parts
+from .arch import ArchSpec
+from .builder import SHORTLIST, Weights, build_graph, head_shortlist_of, lossy_parts
 from .bundle import BundleMeta, write_meta
 from .bundle_store import check_target, install
 from .errors import GGUFError
@@ -90,23 +92,10 @@ def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | No
         eos.append(int(f["tokenizer.ggml.eot_token_id"]))
     quant = sorted({t.qtype.name for t in m.tensors.values()})
     return BundleMeta(
-        architecture=spec.architecture,
-        n_layers=spec.n_layers,
-        d_model=spec.d_model,
-        n_heads=spec.n_heads,
-        n_kv_heads=spec.n_kv_heads,
-        head_dim=spec.head_dim,
-        d_ff=spec.d_ff,
-        vocab_size=spec.vocab_size,
-        rope_theta=spec.rope_theta,
-        rms_eps=spec.rms_eps,
-        context_length=spec.context_length,
+        **msgspec.structs.asdict(spec),
         bos_id=int(f["tokenizer.ggml.bos_token_id"]) if f.get("tokenizer.ggml.bos_token_id") is not None else None,
         add_bos=bool(f.get("tokenizer.ggml.add_bos_token", False)),
         eos_ids=eos,
-        tied_embeddings=spec.tied_embeddings,
-        qkv_bias=spec.qkv_bias,
-        name=spec.name,
         source_file=m.path.name,
         source_sha256=sha256,
         quant={"types": ",".join(quant)},

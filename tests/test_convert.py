@@ -68,7 +68,8 @@ def test_separate_head_and_kv_cache_steps(tmp_path):
 def test_shape_only_graph_has_no_weights():
     import onnx
 
-    from runtime.builder import ArchSpec, build_graph
+    from runtime.arch import ArchSpec
+    from runtime.builder import build_graph
 
     spec = ArchSpec(name="llama3-8b", n_layers=2, d_model=4096, n_heads=32, n_kv_heads=8, d_ff=14336, vocab_size=128256)
     model = build_graph(spec)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from runtime.builder import ArchSpec, build_graph
+from runtime.arch import ArchSpec
+from runtime.builder import build_graph
 from runtime.wafer.partition import check_bundle, decoder_feeds, run_fused, run_partitioned, split_model
 from runtime.wafer.workload import workload_from_graph
 

@@ -5,7 +5,8 @@ import json
 import pytest
 from onnx import helper
 
-from runtime.builder import ArchSpec, build_graph
+from runtime.arch import ArchSpec
+from runtime.builder import build_graph
 from runtime.wafer.errors import WaferError
 from runtime.wafer.workload import (
     WEIGHT_BYTES, arch_names, load_arch, load_arch_file, workload_from_arch, workload_from_graph,

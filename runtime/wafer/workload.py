@@ -23,7 +23,7 @@ import msgspec
 import onnx
 from onnx import numpy_helper
 
-from runtime.builder import ArchSpec
+from runtime.arch import ArchSpec
 from runtime.checks import ARCH_LIMITS, MAX_LAYERS, check_arch, float_problem, read_text_file
 
 from .errors import WaferError
