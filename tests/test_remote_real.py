@@ -1,0 +1,192 @@
+"""Remote backends against a REAL server: llama-cpp-python's `python -m llama_cpp.server` on a tiny GGUF with the
+Qwen FIM tokens (runtime.tiny), started on 127.0.0.1. Skipped with a one-line reason when that server cannot start
+here. What the server does is read from its own log (its `Llama.generate: N prefix-match hit` and `disconnected`
+lines), never from wall-clock thresholds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from runtime.remote import FIM_TEMPLATES, PromptParts, RemoteBackend, RemoteConfig, render_fim
+from runtime.remote.fim import DISTINCTIVE_MARKERS
+from runtime.tiny import write_tiny_gguf
+
+START_TIMEOUT_S = 120  # safety nets only: a server that takes longer is skipped, a log line that never comes fails
+LOG_WAIT_S = 30
+PARTS = PromptParts(prefix="import os\n\n\ndef fibonacci(n):\n    if n", suffix="\n    return n\n", path="fib.py",
+                    repo="demo", extra=[("util.py", "def add(a, b):\n    return a + b")])
+MARKERS = tuple(m for t in FIM_TEMPLATES.values() for m in t.special if m.startswith("<|")) + DISTINCTIVE_MARKERS
+
+
+class RealServer:
+    def __init__(self, gguf: Path, log: Path, port: int, proc: subprocess.Popen):
+        self.gguf, self.log_path, self.port, self.proc = gguf, log, port, proc
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, start: int) -> re.Match:
+        """The first match of `pattern` in the log after offset `start`, waiting for the server to write it."""
+        deadline = time.monotonic() + LOG_WAIT_S
+        while time.monotonic() < deadline:
+            if m := re.compile(pattern).search(self.log(), start):
+                return m
+            time.sleep(0.05)
+        pytest.fail(f"the server never logged {pattern!r}; log tail: {self.log()[-600:]!r}")
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"llama-cpp-python[server] is not installed here (no {module})")
+    tmp = tmp_path_factory.mktemp("real-server")
+    gguf = write_tiny_gguf(tmp / "tiny-qwen2.gguf", arch="qwen2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+                                 "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = RealServer(gguf, log, port, proc)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                code = proc.returncode
+                why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                last = [ln for ln in server.log().splitlines() if ln.strip()][-1:] or ["no output"]
+                pytest.skip(f"llama_cpp.server could not start here ({why}): {last[0][:200]}")
+            try:
+                urllib.request.urlopen(f"{server.url}/models", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.skip(f"llama_cpp.server did not answer within {START_TIMEOUT_S} s here")
+                time.sleep(0.1)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def raw_backend(server: RealServer, **kw) -> RemoteBackend:
+    return RemoteBackend(RemoteConfig(dialect="openai-raw", endpoint=server.url, fim_template="qwen2.5-coder", **kw))
+
+
+def test_real_probe_reports_the_model_and_picks_raw_prompts(real_server):
+    b = RemoteBackend(RemoteConfig(dialect="openai", endpoint=real_server.url, fim_template="qwen2.5-coder"))
+    result = b.probe()
+    print(f"probe: {result.message}")
+    assert result.reachable and result.models == [str(real_server.gguf)]
+    assert (result.server, result.dialect, b.dialect) == ("llama-cpp-python", "openai-raw", "openai-raw")
+    assert "token id 0" in b.fallback_reason
+
+
+def test_real_suggestions_stream_without_special_tokens(real_server):
+    b = raw_backend(real_server, max_tokens=24)
+    pieces = list(b.stream(PARTS, threading.Event()))
+    text = "".join(pieces)
+    print(f"stream: {len(pieces)} pieces {text!r}, {b.last_stats}")
+    assert len(pieces) > 1 and text.strip()
+    assert not [m for m in MARKERS if m in text]
+    assert b.last_stats.finish in ("length", "stop")  # not "marker": the server itself sent no special token text
+
+
+def test_real_cancel_after_the_first_piece_frees_the_server(real_server):
+    """A long request is cancelled (from another thread) after its first piece; the server logs the disconnect --
+    its generation loop stopped -- and only then is the next request sent, which streams to its end."""
+    long, short = raw_backend(real_server, max_tokens=1500), raw_backend(real_server, max_tokens=8)
+    mark = len(real_server.log())
+    cancel = threading.Event()
+    pieces = long.stream(PARTS, cancel)
+    first = next(pieces)
+    setter = threading.Thread(target=cancel.set)
+    setter.start()
+    setter.join()
+    rest = list(pieces)
+    assert first and rest == [] and long.last_stats.finish == "cancelled"
+    gone = real_server.wait_for_log(r"\bdisconnected\b", mark)
+    answer = list(short.stream(PARTS, threading.Event()))
+    after = real_server.log()[gone.end():]
+    print(f"cancelled after {first!r}; next request: {answer}, {short.last_stats}")
+    assert answer and short.last_stats.finish == "length"
+    assert "POST /v1/completions" in after  # the next request reached the server after the disconnect
+
+
+def _prompt_tokens_after_typing(server: RealServer, template) -> tuple[int, int]:
+    """(reused, evaluated) prompt tokens of a request sent right after the same one with one character less."""
+    base = msgspec.structs.replace(PARTS, prefix=f"# session {time.time_ns()}\n" + PARTS.prefix)
+    typed = msgspec.structs.replace(base, prefix=base.prefix + " ")
+    for parts in (base, typed):
+        mark = len(server.log())
+        req = urllib.request.Request(f"{server.url}/completions", json.dumps(
+            {"prompt": render_fim(template, parts), "max_tokens": 4, "temperature": 0.0}).encode(),
+            {"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=60).read()
+    hit = server.wait_for_log(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens", mark)
+    return int(hit.group(1)), int(hit.group(2))
+
+
+def test_real_prompt_cache_reuses_everything_before_the_typed_character(real_server):
+    """Typing one character re-evaluates only the end of the prompt: our layout puts the cursor line after
+    <|fim_middle|>, so the server's prefix match covers the repo header, the lines above and the suffix. The
+    textbook layout (whole prefix before <|fim_suffix|>) re-evaluates the suffix and the middle on every keystroke."""
+    ours = FIM_TEMPLATES["qwen2.5-coder"]
+    textbook = msgspec.structs.replace(ours, line_after_middle=False)
+    reused, evaluated = _prompt_tokens_after_typing(real_server, ours)
+    t_reused, t_evaluated = _prompt_tokens_after_typing(real_server, textbook)
+    print(f"prompt cache after one typed character: cursor line after <|fim_middle|>: {reused} prompt tokens "
+          f"reused, {evaluated} evaluated; textbook PSM: {t_reused} reused, {t_evaluated} evaluated")
+    assert evaluated <= 3 < reused
+    assert evaluated < t_evaluated
+
+
+def test_real_llama_cpp_python_suffix_puts_token_zero_where_fim_tokens_belong(real_server):
+    """Why the probe switches llama-cpp-python to raw prompts: its `suffix` answer is the greedy answer to
+    [0] + prefix + [0] + (tokens of "☺" + suffix)[2:] + [0] -- token 0 is <|endoftext|> here -- and not the
+    answer to the model's FIM layout."""
+    import llama_cpp
+
+    prefix, suffix = "def fibonacci(n):\n    ", "\n    return n\n"
+
+    def server_answer(body: dict) -> str:
+        req = urllib.request.Request(f"{real_server.url}/completions", json.dumps(
+            {**body, "max_tokens": 12, "temperature": 0.0}).encode(), {"Content-Type": "application/json"})
+        return json.load(urllib.request.urlopen(req, timeout=60))["choices"][0]["text"]
+
+    llm = llama_cpp.Llama(str(real_server.gguf), n_ctx=512, n_threads=1, verbose=False)
+    assert llm.detokenize([0], special=True) == b"<|endoftext|>"
+    tok = lambda s: llm.tokenize(s.encode(), add_bos=False, special=False)
+    ids = [0] + tok(prefix) + [0] + tok("☺" + suffix)[2:] + [0]
+    token_zero = llm.create_completion(ids, max_tokens=12, temperature=0.0)["choices"][0]["text"]
+    with_suffix = server_answer({"prompt": prefix, "suffix": suffix})
+    fim = server_answer({"prompt": f"<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"})
+    print(f"llama-cpp-python {llama_cpp.__version__}: suffix answer {with_suffix!r} == token-0 layout "
+          f"{token_zero!r}; FIM layout answers {fim!r}")
+    assert with_suffix == token_zero != fim, (
+        f"llama-cpp-python {llama_cpp.__version__} no longer uses token 0 for `suffix`: revisit "
+        "LLAMA_CPP_PYTHON_SUFFIX in runtime/remote/backend.py")
