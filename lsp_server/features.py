@@ -90,7 +90,7 @@ async def did_change_configuration(ls: WaferlineServer, params: types.DidChangeC
 @feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: WaferlineServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.track_document(params.text_document.uri)  # pygls has stored the text already
-    ls.prefill_document(params.text_document.uri)
+    ls.prefill_at(params.text_document.uri)
 
 
 @feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -99,7 +99,7 @@ def did_change(ls: WaferlineServer, params: types.DidChangeTextDocumentParams) -
              for c in params.content_changes if getattr(c, "range", None) is not None]
     ls.track_document(params.text_document.uri, edits)
     if params.text_document.uri != ls.last_focus:  # the user moved to another file: warm it while they look
-        ls.prefill_document(params.text_document.uri)
+        ls.prefill_at(params.text_document.uri)
 
 
 @feature(types.TEXT_DOCUMENT_DID_CLOSE)
@@ -244,7 +244,7 @@ def code_action(ls: WaferlineServer, params: types.CodeActionParams) -> list[typ
     if text is None:
         return None
     pos = params.range.start
-    ls.prefill_cursor(uri, text, pos)  # editors ask for code actions wherever the cursor lands: warm it there
+    ls.prefill_at(uri, pos)  # editors ask for code actions wherever the cursor lands: warm it there
     wanted = [(CMD_COMPLETE_HERE, "Complete here (waferline)")]
     if find_empty_def(text, pos.line, detect_indent_unit(text)) is not None:
         wanted.append((CMD_COMPLETE_BODY, "Complete function body (waferline)"))

@@ -294,18 +294,20 @@ class WaferlineServer(LanguageServer):
 
         self.scheduler.submit(uri, job, background=True)
 
-    def prefill_document(self, uri: str) -> None:
-        """A file just opened or focused: prefill the lines its first request will most likely share (the cursor is
-        not known; its end is the guess, so any cursor in a file that fits the window reuses what lies above it)."""
+    def prefill_at(self, uri: str, position: types.Position | None = None) -> None:
+        """Prefill `uri` for its next request, in the background. At a known cursor (a code-action request, which
+        editors send whenever it moves) everything a request there shares, through <|fim_middle|>, so typing there
+        starts warm. Without one (a file just opened or focused) the lines above the file's end: any cursor in a file
+        that fits the window reuses them."""
         if not self.settings.prefill_on_open or self.state != "ready":
             return
         text = self.document_text(uri)
-        if not text or not text.strip():
+        if text is None or (position is None and not text.strip()):
             return
-        lines = text.count("\n")
-        req, _ = self.build_request(uri, text, types.Position(line=lines, character=0))
+        at = position or types.Position(line=text.count("\n"), character=0)
+        req, _ = self.build_request(uri, text, at)
         self.last_focus = uri
-        self.prefill(uri, req, at_cursor=False)
+        self.prefill(uri, req, at_cursor=position is not None)
 
     def track_document(self, uri: str, edits: Iterable[tuple[int, int, int]] = ()) -> None:
         """didOpen/didChange: the document's text (and the lines changed) to the context collector, when it lies in
@@ -338,15 +340,6 @@ class WaferlineServer(LanguageServer):
             self.indexer.submit(self.collector.refresh, skip)
         except RuntimeError:  # shut down
             pass
-
-    def prefill_cursor(self, uri: str, text: str, position: types.Position) -> None:
-        """The cursor is known (a code-action request, which editors send whenever it moves): prefill everything the
-        next request there shares, through <|fim_middle|>, so typing there starts warm."""
-        if not self.settings.prefill_on_open or self.state != "ready":
-            return
-        req, _ = self.build_request(uri, text, position)
-        self.last_focus = uri
-        self.prefill(uri, req, at_cursor=True)
 
     def forget_document(self, uri: str) -> None:
         """A closed file: its KV slot and window state go (on the worker, which owns the decoder), and its context."""
@@ -384,7 +377,7 @@ class WaferlineServer(LanguageServer):
             "model": self.settings.model,
             "served_model": None if served is None else served[0],  # "ready" only when it is the configured model
             "generation": self.generation,
-            "background": self.scheduler.background_pending(),  # prefill jobs using idle time
+            "background": self.scheduler.pending(background=True),  # prefill jobs using idle time
             "state": self.state,
             "message": self.message,
             "cpu_tokens_per_s": round(self.recent_tokens_per_s, 2) if self.recent_tokens_per_s else None,
