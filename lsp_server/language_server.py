@@ -22,7 +22,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from lsp_server.context import cursor_split, workspace_relative
-from lsp_server.fit import PATH_CHARS, REPO_CHARS, fit_request, load_service, shorten
+from lsp_server.fit import fit_request, load_service
 from lsp_server.protocol import METRICS, WaferlineProtocol
 from lsp_server.scheduler import InferenceScheduler
 from lsp_server.settings import SECTION, Settings, parse_settings, to_json
@@ -223,8 +223,7 @@ class WaferlineServer(LanguageServer):
     def build_request(self, uri: str, text: str, position: types.Position, **overrides) -> tuple[CompletionRequest, int]:
         enc = self.position_encoding()
         prefix, suffix, index = cursor_split(text, position.line, position.character, enc)
-        repo, full_rel = workspace_relative(uri, self.workspace_roots())
-        repo, rel = shorten(repo, REPO_CHARS), shorten(full_rel, PATH_CHARS)  # fit_request budgets it in tokens
+        repo, rel = workspace_relative(uri, self.workspace_roots())  # fit_request cuts them for the header
         s = self.settings
         fields = dict(
             prefix=prefix, suffix=suffix, doc_key=uri, path=rel, repo_name=repo, mode=s.mode,
@@ -235,7 +234,7 @@ class WaferlineServer(LanguageServer):
             svc = self.service
             fields["context"] = self.collector.snippets(
                 uri, prefix, min(s.context_tokens, s.max_prompt_tokens // 2),
-                svc.count_tokens if svc is not None else None, path=full_rel)
+                svc.count_tokens if svc is not None else None, path=rel)
             if self.collector.pending(skip=uri):
                 self.schedule_indexing(0.0, skip=uri)
         fields.update(overrides)
