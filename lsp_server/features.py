@@ -15,9 +15,10 @@ import msgspec
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
+from lsp_server.actions import offers
 from lsp_server.context import find_empty_def
 from lsp_server.language_server import WaferlineServer
-from lsp_server.positions import index_to_position
+from lsp_server.positions import index_to_position, position_to_index
 from lsp_server.protocol import CMD_COMPLETE_BODY, CMD_COMPLETE_HERE, REQUEST_FAILED, SIMULATE, STATUS, plain
 from runtime.completion import detect_indent_unit
 from runtime.wafer.hardware import HARDWARE_PRESETS
@@ -175,19 +176,27 @@ async def completion(ls: WaferlineServer, params: types.CompletionParams) -> typ
 # ---------------------------------------------------------------------------------------------------- code actions
 
 
-async def _here_edit(ls: WaferlineServer, uri: str, position: types.Position) -> types.WorkspaceEdit | None:
-    """WorkspaceEdit inserting a block completion at `position`."""
-    got = await _complete_at(ls, uri, position, mode="block")
+async def _here_edit(ls: WaferlineServer, uri: str, start: types.Position, end: types.Position | None = None
+                     ) -> types.WorkspaceEdit | None:
+    """WorkspaceEdit putting a block completion at `start`, in place of start..end when that is a selection."""
+    text = ls.document_text(uri)
+    if text is None:
+        return None
+    enc = ls.position_encoding()
+    index = position_to_index(text, start.line, start.character, enc)
+    stop = index if end is None else max(index, position_to_index(text, end.line, end.character, enc))
+    got = await _complete_at(ls, uri, start, mode="block", suffix=text[stop:])
     if got is None:
         return None
     res, text, index = got
-    pos = _position_of(text, index, ls)
     nl = "\r\n" if "\r\n" in text else "\n"
-    edit = types.TextEdit(range=types.Range(start=pos, end=pos), new_text=res.text.replace("\n", nl))
+    edit = types.TextEdit(range=types.Range(start=_position_of(text, index, ls), end=_position_of(text, stop, ls)),
+                          new_text=res.text.replace("\n", nl))
     return types.WorkspaceEdit(changes={uri: [edit]})
 
 
-async def _body_edit(ls: WaferlineServer, uri: str, position: types.Position) -> types.WorkspaceEdit | None:
+async def _body_edit(ls: WaferlineServer, uri: str, position: types.Position, end: types.Position | None = None
+                     ) -> types.WorkspaceEdit | None:
     """WorkspaceEdit that fills the empty function at `position` with a block completion."""
     text = ls.document_text(uri)
     if text is None:
@@ -211,16 +220,17 @@ async def _body_edit(ls: WaferlineServer, uri: str, position: types.Position) ->
 EDITS = {CMD_COMPLETE_HERE: _here_edit, CMD_COMPLETE_BODY: _body_edit}
 
 
-def _args(arguments: Any) -> tuple[str, types.Position]:
-    """Command arguments: [uri, {line, character}] (as sent by our code actions)."""
+def _args(arguments: Any) -> tuple[str, types.Position, types.Position | None]:
+    """Command arguments: [uri, {line, character}, {line, character}?] (as sent by our code actions)."""
     try:
         arguments = plain(arguments)
-        uri, pos = arguments[0], arguments[1]
-        if not isinstance(uri, str):
-            raise TypeError("uri must be a string")
-        return uri, types.Position(line=int(pos["line"]), character=int(pos["character"]))
+        uri, positions = arguments[0], [types.Position(line=int(p["line"]), character=int(p["character"]))
+                                        for p in arguments[1:3]]
+        if not isinstance(uri, str) or not positions:
+            raise TypeError("uri must be a string, then one or two positions")
+        return uri, positions[0], positions[1] if len(positions) > 1 else None
     except Exception as exc:  # noqa: BLE001
-        raise JsonRpcInvalidParams(f"expected [uri, {{line, character}}]: {exc}") from None
+        raise JsonRpcInvalidParams(f"expected [uri, {{line, character}}, {{line, character}}?]: {exc}") from None
 
 
 def _client_resolves_edit(ls: WaferlineServer) -> bool:
@@ -237,26 +247,24 @@ def _client_resolves_edit(ls: WaferlineServer) -> bool:
     types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.RefactorRewrite], resolve_provider=True),
 )
 def code_action(ls: WaferlineServer, params: types.CodeActionParams) -> list[types.CodeAction | types.Command] | None:
-    if ls.state != "ready" or not ls.settings.enabled:
+    """Actions where they help (lsp_server.actions): every one when asked for, few when the editor asks by itself."""
+    doc = ls.document(params.text_document.uri)
+    if ls.state != "ready" or not ls.settings.enabled or doc is None:
         return None
-    uri = params.text_document.uri
-    text = ls.document_text(uri)
-    if text is None:
+    uri, text, start, end = params.text_document.uri, doc.source, params.range.start, params.range.end
+    ls.prefill_at(uri, start)  # editors ask for code actions wherever the cursor lands: warm it there
+    invoked = params.context.trigger_kind != types.CodeActionTriggerKind.Automatic  # a client that doesn't say: asked
+    found = offers(text, (start.line, start.character), (end.line, end.character), invoked=invoked,
+                   encoding=ls.position_encoding(), language_id=doc.language_id, indent_unit=detect_indent_unit(text),
+                   only=params.context.only)
+    if not found:
         return None
-    pos = params.range.start
-    ls.prefill_at(uri, pos)  # editors ask for code actions wherever the cursor lands: warm it there
-    wanted = [(CMD_COMPLETE_HERE, "Complete here (waferline)")]
-    if find_empty_def(text, pos.line, detect_indent_unit(text)) is not None:
-        wanted.append((CMD_COMPLETE_BODY, "Complete function body (waferline)"))
-    resolve = _client_resolves_edit(ls)
-    args = [uri, {"line": pos.line, "character": pos.character}]
-    out: list[types.CodeAction | types.Command] = []
-    for cmd, title in wanted:
-        if resolve:  # the edit is computed in codeAction/resolve, only for the action the user picks
-            out.append(types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite, data={"command": cmd, "arguments": args}))
-        else:  # no resolve support: a bare Command computes the edit and applies it (workspace/applyEdit)
-            out.append(types.Command(title=title, command=cmd, arguments=args))
-    return out
+    args = [uri, {"line": start.line, "character": start.character}, {"line": end.line, "character": end.character}]
+    if _client_resolves_edit(ls):  # the edit is computed in codeAction/resolve, only for the action the user picks
+        return [types.CodeAction(title=o.title, kind=types.CodeActionKind.RefactorRewrite,
+                                 data={"command": o.command, "arguments": args}) for o in found]
+    # no resolve support: a bare Command computes the edit and applies it (workspace/applyEdit)
+    return [types.Command(title=o.title, command=o.command, arguments=args) for o in found]
 
 
 @feature(types.CODE_ACTION_RESOLVE)
@@ -264,15 +272,13 @@ async def code_action_resolve(ls: WaferlineServer, action: types.CodeAction) -> 
     data = plain(action.data)
     data = data if isinstance(data, dict) else {}
     if action.edit is None and data.get("command") in EDITS:
-        uri, pos = _args(data.get("arguments"))
-        action.edit = await EDITS[data["command"]](ls, uri, pos)
+        action.edit = await EDITS[data["command"]](ls, *_args(data.get("arguments")))
     return action
 
 
 async def _run_command(ls: WaferlineServer, name: str, args: Any) -> Any:
     """Compute the edit of command `name` and apply it (workspace/applyEdit); the edit is also the result."""
-    uri, pos = _args(args)
-    edit = await EDITS[name](ls, uri, pos)
+    edit = await EDITS[name](ls, *_args(args))
     if edit is None:
         return None
     try:

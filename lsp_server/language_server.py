@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
 
 from lsp_server.context import cursor_split, workspace_relative
 from lsp_server.fit import fit_request, load_service
@@ -203,9 +204,12 @@ class WaferlineServer(LanguageServer):
         self.scheduler.submit(MODEL_KEY, load, supersede=False)
 
     # ------------------------------------------------------------------ completion
+    def document(self, uri: str) -> TextDocument | None:
+        """An open document (None for unknown URIs: never read arbitrary files from disk)."""
+        return self.workspace.text_documents.get(unquote(uri)) if self.protocol._workspace else None
+
     def document_text(self, uri: str) -> str | None:
-        """Text of an open document (None for unknown URIs: never read arbitrary files from disk)."""
-        doc = self.workspace.text_documents.get(unquote(uri)) if self.protocol._workspace else None
+        doc = self.document(uri)
         return None if doc is None else doc.source
 
     def position_encoding(self) -> str:

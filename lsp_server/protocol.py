@@ -19,8 +19,8 @@ log = logging.getLogger("waferline.lsp")
 STATUS = "waferline/status"  # request: state, model, speeds, settings, queue
 SIMULATE = "waferline/simulate"  # request: the wafer simulation report of the loaded model
 METRICS = "waferline/metrics"  # notification: what one completion cost
-CMD_COMPLETE_HERE = "waferline.completeHere"  # arguments: [uri, position]
-CMD_COMPLETE_BODY = "waferline.completeFunctionBody"  # arguments: [uri, position]
+CMD_COMPLETE_HERE = "waferline.completeHere"  # arguments: [uri, start, end?]; start..end, a selection, is replaced
+CMD_COMPLETE_BODY = "waferline.completeFunctionBody"  # arguments: [uri, position, ...]
 REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
 
 
