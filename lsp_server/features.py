@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from lsprotocol import types
@@ -19,7 +20,14 @@ from lsp_server.actions import offers
 from lsp_server.context import find_empty_def
 from lsp_server.language_server import WaferlineServer
 from lsp_server.positions import index_to_position, position_to_index
-from lsp_server.protocol import CMD_COMPLETE_BODY, CMD_COMPLETE_HERE, REQUEST_FAILED, SIMULATE, STATUS, plain
+from lsp_server.protocol import (
+    CMD_COMPLETE_BODY,
+    CMD_COMPLETE_HERE,
+    REQUEST_FAILED,
+    SIMULATE,
+    STATUS,
+    plain,
+)
 from runtime.completion import detect_indent_unit
 from runtime.wafer.hardware import HARDWARE_PRESETS
 

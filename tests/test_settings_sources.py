@@ -65,7 +65,7 @@ def test_the_manifest_says_what_settings_says(name):
 
 
 def test_the_extension_readme_table_says_what_settings_says():
-    rows = dict(re.findall(r"^\| `waferline\.([\w.]+)` \| `([^`]*)` \|", (CLIENT / "README.md").read_text(encoding="utf-8"), re.M))
+    rows = dict(re.findall(r"^\| `waferline\.([\w.]+)` \| `([^`]*)` \|", (CLIENT / "README.md").read_text(encoding="utf-8"), re.MULTILINE))
     missing = set(FIELDS) - set(rows)
     assert not missing, f"not in vscode-client/README.md: {sorted(missing)}"
     for name, field in FIELDS.items():

@@ -67,7 +67,7 @@ async def test_automatic_requests_get_actions_only_where_they_help(client: Langu
     await start(client, {"model": str(tiny_bundle)})
     doc = DOC + "total = \n"  # line 7: an unfinished statement
     open_doc(client, URI, doc)
-    titles = lambda actions: [a.title for a in actions or []]  # noqa: E731
+    titles = lambda actions: [a.title for a in actions or []]
     assert await client.text_document_code_action_async(action_params(0, 9, AUTOMATIC)) is None  # `import os|`
     assert await client.text_document_code_action_async(action_params(6, 16, AUTOMATIC)) is None
     assert titles(await client.text_document_code_action_async(action_params(7, 8, AUTOMATIC))) == ["Complete here (waferline)"]

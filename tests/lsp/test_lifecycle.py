@@ -23,7 +23,7 @@ async def test_capabilities_advertise_every_feature(client: LanguageClient, tiny
 
 async def test_load_reports_progress(client: LanguageClient, tiny_bundle):
     await start(client, {"model": str(tiny_bundle)})
-    kinds = lambda: [type(v).__name__ for reports in client.progress_reports.values() for v in reports]  # noqa: E731
+    kinds = lambda: [type(v).__name__ for reports in client.progress_reports.values() for v in reports]
     # "end" is sent from the loader thread just after the state turns ready: a status request can see ready first
     assert await until(lambda: "WorkDoneProgressEnd" in kinds()), kinds()
     assert kinds().index("WorkDoneProgressBegin") < kinds().index("WorkDoneProgressEnd")
