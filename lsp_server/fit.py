@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from runtime.errors import ModelError
+from runtime.header import CUT_MARK, header_path, header_repo
 
 if TYPE_CHECKING:
     from runtime.completion import CompletionRequest, CompletionService
 
 HEADER_SHARE = 8  # the `<repo_name>NAME<file_sep>PATH` header gets at most 1/8 of the context
-PATH_CHARS = 256  # longest path (its tail) shown in the header
-REPO_CHARS = 64
 FIXED_INPUTS = ("input_ids", "seqlens_k", "total_sequence_length", "last_logits")
 
 
@@ -81,20 +80,17 @@ def load_service(model: str, *, threads: int, max_context: int, kv_slots: int = 
     return svc
 
 
-def shorten(text: str | None, limit: int) -> str | None:
-    """The tail of `text` (a file name matters more than its parent directories)."""
-    return text if text is None or len(text) <= limit else "…" + text[-(limit - 1) :]
-
-
 def fit_request(svc: CompletionService, req: CompletionRequest) -> CompletionRequest:
     """`req` cut to the loaded model: token budgets within its context, the header within 1/HEADER_SHARE of it."""
     ctx = int(svc.max_context)
     suffix = min(req.max_suffix_tokens, ctx // 8)
     new = max(1, min(req.max_new_tokens, ctx // 2))
     prompt = max(1, min(req.max_prompt_tokens, ctx - new - suffix - 16))
-    repo, path = shorten(req.repo_name, REPO_CHARS), shorten(req.path, PATH_CHARS)
+    repo = None if req.repo_name is None else header_repo(req.repo_name)
+    path = None if req.path is None else header_path(req.path)
     budget = max(ctx // HEADER_SHARE, 4)
-    while path and len(svc.encode(f"{repo or 'repo'}{path}\n")) + 2 > budget:
-        path = shorten(path, len(path) // 2) if len(path) > 4 else None  # no room: no header at all
+    while path and len(svc.encode(f"{header_repo(repo)}{path}\n")) + 2 > budget:
+        # half the tail each time; a path this short no longer gets shorter by cutting: no header at all then
+        path = header_path(path, len(path) // 2) if len(path) > 2 * len(CUT_MARK) else None
     return msgspec.structs.replace(req, max_suffix_tokens=suffix, max_new_tokens=new, max_prompt_tokens=prompt,
                                    repo_name=repo, path=path)

@@ -73,16 +73,11 @@ class InferenceScheduler:
             self._cv.notify()
         return job
 
-    def pending(self) -> int:
-        """Foreground jobs waiting or running (background prefill is idle time, not a backlog)."""
+    def pending(self, background: bool = False) -> int:
+        """Jobs waiting or running, foreground ones by default: background prefill is idle time, not a backlog."""
         with self._cv:
-            waiting = sum(not j.background for j in self._waiting.values())
-            return waiting + (self._running is not None and not self._running.background)
-
-    def background_pending(self) -> int:
-        with self._cv:
-            waiting = sum(j.background for j in self._waiting.values())
-            return waiting + (self._running is not None and self._running.background)
+            jobs = [*self._waiting.values(), *([self._running] if self._running is not None else [])]
+            return sum(j.background == background for j in jobs)
 
     def _loop(self) -> None:
         while True:

@@ -4,6 +4,10 @@ Read from `initializationOptions` and `workspace/didChangeConfiguration` (pushed
 `workspace/configuration`). Each field is validated on its own: an invalid value is reported (the caller shows it
 with window/showMessage) and that field keeps its previous/default value, so one typo never disables the server
 (jedi-language-server's initialization_options.py does the same).
+
+This Struct is where the defaults live. What the runtime defaults too (the model, a request's budgets) it takes from
+the runtime; the VS Code manifest and README must agree with it (tests/test_settings_sources.py), and the
+extension reads its fallbacks from that manifest.
 """
 
 from __future__ import annotations
@@ -14,19 +18,22 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from runtime.completion import CompletionRequest
+from runtime.models import DEFAULT_MODEL
 from runtime.wafer.hardware import HARDWARE_PRESETS
 
 SECTION = "waferline"
+_REQUEST = {f.name: f.default for f in msgspec.structs.fields(CompletionRequest)}  # the runtime's request defaults
 
 
 class Settings(msgspec.Struct, rename="camel", kw_only=True):
     """Everything configurable; JSON names are camelCase (`maxNewTokens`)."""
 
-    model: str = "smollm2-135m"  # runtime.models.DEFAULT_MODEL; a name or a bundle path
-    max_new_tokens: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
-    max_prompt_tokens: Annotated[int, msgspec.Meta(ge=16, le=32768)] = 1024
-    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.0
-    mode: Literal["line", "block"] = "line"
+    model: str = DEFAULT_MODEL  # a name or a bundle path
+    max_new_tokens: Annotated[int, msgspec.Meta(ge=1, le=1024)] = _REQUEST["max_new_tokens"]
+    max_prompt_tokens: Annotated[int, msgspec.Meta(ge=16, le=32768)] = _REQUEST["max_prompt_tokens"]
+    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = _REQUEST["temperature"]
+    mode: Literal["line", "block"] = _REQUEST["mode"]
     hardware: str = "wse3"  # a preset, or an absolute path to a regular .toml file (see hardware_error)
     enabled: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"

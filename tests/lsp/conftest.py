@@ -70,7 +70,7 @@ async def start(client: LanguageClient, options: dict | None, capabilities=None,
 
 def plain(obj):
     """pygls clients turn custom results into namedtuples: back to dicts."""
-    from lsp_server.features import plain as _plain
+    from lsp_server.protocol import plain as _plain
 
     return _plain(obj)
 

@@ -1,4 +1,5 @@
-"""Code actions (resolve and command paths), executeCommand, waferline/status and waferline/simulate."""
+"""Code actions (resolve and command paths, where they are offered), executeCommand, waferline/status and
+waferline/simulate."""
 
 import pytest
 from lsprotocol import types
@@ -11,12 +12,17 @@ URI = "file:///tmp/waferline-e2e/actions.py"
 DOC = "import os\n\n\ndef read(path):\n\n\nprint(read('x'))\n"
 
 
-def action_params(line: int, character: int) -> types.CodeActionParams:
+def action_params(line: int, character: int, trigger: types.CodeActionTriggerKind | None = None,
+                  end: tuple[int, int] | None = None, only: list[str] | None = None) -> types.CodeActionParams:
     pos = types.Position(line=line, character=character)
+    stop = pos if end is None else types.Position(line=end[0], character=end[1])
     return types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri=URI), range=types.Range(start=pos, end=pos),
-        context=types.CodeActionContext(diagnostics=[]),
+        text_document=types.TextDocumentIdentifier(uri=URI), range=types.Range(start=pos, end=stop),
+        context=types.CodeActionContext(diagnostics=[], trigger_kind=trigger, only=only),
     )
+
+
+AUTOMATIC, INVOKED = types.CodeActionTriggerKind.Automatic, types.CodeActionTriggerKind.Invoked
 
 
 async def test_actions_with_resolve(client: LanguageClient, tiny_bundle):
@@ -54,6 +60,46 @@ async def test_command_path_applies_edit(client: LanguageClient, tiny_bundle):
         assert client.applied_edits, "the server should have sent workspace/applyEdit"
         changes = plain(result)["changes"][URI]
         assert changes[0]["range"]["start"] == {"line": 3, "character": 15}
+
+
+async def test_automatic_requests_get_actions_only_where_they_help(client: LanguageClient, tiny_bundle):
+    """VS Code asks on every cursor move and shows a lightbulb for any answer: none on a finished line."""
+    await start(client, {"model": str(tiny_bundle)})
+    doc = DOC + "total = \n"  # line 7: an unfinished statement
+    open_doc(client, URI, doc)
+    titles = lambda actions: [a.title for a in actions or []]
+    assert await client.text_document_code_action_async(action_params(0, 9, AUTOMATIC)) is None  # `import os|`
+    assert await client.text_document_code_action_async(action_params(6, 16, AUTOMATIC)) is None
+    assert titles(await client.text_document_code_action_async(action_params(7, 8, AUTOMATIC))) == ["Complete here (waferline)"]
+    assert titles(await client.text_document_code_action_async(action_params(4, 0, AUTOMATIC))) == [
+        "Complete function body (waferline)"]  # in the empty body of read()
+    selected = titles(await client.text_document_code_action_async(action_params(6, 0, AUTOMATIC, end=(6, 16))))
+    assert selected == ["Replace selection with a completion (waferline)"]
+
+
+async def test_invoked_requests_always_get_complete_here(client: LanguageClient, tiny_bundle):
+    await start(client, {"model": str(tiny_bundle)})
+    open_doc(client, URI, DOC)
+    for line, character in ((0, 9), (6, 16), (1, 0)):
+        actions = await client.text_document_code_action_async(action_params(line, character, INVOKED))
+        assert [a.title for a in actions] == ["Complete here (waferline)"], (line, character)
+    assert await client.text_document_code_action_async(action_params(0, 9, INVOKED, only=["quickfix"])) is None
+    actions = await client.text_document_code_action_async(action_params(0, 9, INVOKED, only=["refactor"]))
+    assert [a.title for a in actions] == ["Complete here (waferline)"]
+
+
+async def test_complete_here_replaces_a_selection(client: LanguageClient, tiny_bundle):
+    await start(client, {"model": str(tiny_bundle)})
+    open_doc(client, URI, DOC)
+    (action,) = await client.text_document_code_action_async(action_params(6, 6, INVOKED, end=(6, 15)))
+    assert isinstance(action, types.Command) and list(action.arguments[1:]) == [
+        {"line": 6, "character": 6}, {"line": 6, "character": 15}]
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=action.command, arguments=action.arguments))
+    assert result is not None and client.applied_edits  # the tiny model (fixed weights, greedy) says something here
+    (edit,) = plain(result)["changes"][URI]
+    assert edit["range"] == {"start": {"line": 6, "character": 6}, "end": {"line": 6, "character": 15}}
+    assert edit["newText"]
 
 
 async def test_command_with_bad_arguments(client: LanguageClient, tiny_bundle):

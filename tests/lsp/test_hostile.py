@@ -250,7 +250,7 @@ def test_settings_race_serves_the_model_configured_last(monkeypatch, b_broken):
     """A loads; B is configured (queued behind A); A finishes; A is configured again while B loads."""
     from lsprotocol import types
 
-    from lsp_server import server as srv, wafer_bridge
+    from lsp_server import language_server, server as srv, wafer_bridge
     from runtime.completion import CompletionService
     from runtime.errors import ModelError
 
@@ -264,7 +264,7 @@ def test_settings_race_serves_the_model_configured_last(monkeypatch, b_broken):
             raise ModelError("B is broken")
         return SimpleNamespace(name=model, bundle=SimpleNamespace(path=model))
 
-    monkeypatch.setattr(srv, "load_service", fake_load, raising=False)
+    monkeypatch.setattr(language_server, "load_service", fake_load)
     monkeypatch.setattr(CompletionService, "load", staticmethod(fake_load))  # what load_service wraps
     monkeypatch.setattr(wafer_bridge, "warm", lambda *a: None)
     ls = srv.create_server()

@@ -78,7 +78,7 @@ def test_background_jobs_wait_for_idle_and_stop_for_a_request():
         deadline = time.monotonic() + T
         while "background-start" not in order and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sched.pending() == 0 and sched.background_pending() == 1
+        assert sched.pending() == 0 and sched.pending(background=True) == 1
         sched.submit("d", lambda cancel: order.append("request-2")).future.result(T)
         bg.future.result(T)
         assert order[-2:] == ["background-stopped", "request-2"]

@@ -1,6 +1,7 @@
 // Settings of section "waferline": read once into a typed, fully defaulted value, and split into what the
 // server receives (initializationOptions and workspace/didChangeConfiguration) and what only the client
 // uses (how to start the server). Pure: no `vscode` import, so the Node unit tests load it directly.
+import manifest from "../package.json";
 
 /** Languages the server completes; package.json `activationEvents` must list exactly these. */
 export const SERVED_LANGUAGES: readonly string[] = [
@@ -54,67 +55,81 @@ export interface Settings {
   launch: LaunchSettings;
 }
 
-/** Mirrors the defaults in package.json `contributes.configuration`. */
-export const DEFAULT_SERVER_SETTINGS: ServerSettings = {
-  model: "smollm2-135m",
-  maxNewTokens: 64,
-  maxPromptTokens: 1024,
-  temperature: 0,
-  mode: "line",
-  hardware: "wse3",
-  enabled: true,
-  logLevel: "info",
-  threads: 2,
-  maxContext: 2048,
-  coldPromptTokens: 384,
-  kvSlots: 4,
-  prefillOnOpen: true,
-  context: false,
-  contextTokens: 512,
-};
-
 /** Reads one key of the section (relative, e.g. "server.pythonPath"); undefined when unset. */
 export type ConfigGetter = (key: string) => unknown;
 
-function pick<T>(value: unknown, ok: (v: unknown) => v is T, fallback: T): T {
-  return ok(value) ? value : fallback;
-}
-const isString = (v: unknown): v is string => typeof v === "string";
-const isBool = (v: unknown): v is boolean => typeof v === "boolean";
-const isFiniteNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
-const isPositiveInt = (v: unknown): v is number => isFiniteNumber(v) && Number.isInteger(v) && v > 0;
-const isNonNegativeInt = (v: unknown): v is number => isFiniteNumber(v) && Number.isInteger(v) && v >= 0;
-const oneOf =
-  <T extends string>(...values: T[]) =>
-  (v: unknown): v is T =>
-    typeof v === "string" && (values as string[]).includes(v);
-const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString);
+/** A value as the server should get it, or undefined when it is wrong-typed (settings.json is hand-edited). */
+type Reader<T> = (value: unknown) => T | undefined;
 
-/** A wrong-typed value falls back to its default rather than reaching the server (settings.json is hand-edited). */
+const text: Reader<string> = (v) => (typeof v === "string" && v.trim() !== "" ? v.trim() : undefined);
+const bool: Reader<boolean> = (v) => (typeof v === "boolean" ? v : undefined);
+const nonNegative: Reader<number> = (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined);
+const intFrom =
+  (min: number): Reader<number> =>
+  (v) =>
+    typeof v === "number" && Number.isInteger(v) && v >= min ? v : undefined;
+const oneOf =
+  <T extends string>(...values: T[]): Reader<T> =>
+  (v) =>
+    typeof v === "string" && (values as string[]).includes(v) ? (v as T) : undefined;
+
+/** Every server setting and how it is read; the server checks ranges itself and says what it refused. */
+const SERVER_READERS: { [K in keyof ServerSettings]: Reader<ServerSettings[K]> } = {
+  model: text,
+  maxNewTokens: intFrom(1),
+  maxPromptTokens: intFrom(1),
+  temperature: nonNegative,
+  mode: oneOf<Mode>("line", "block"),
+  hardware: oneOf<Hardware>("wse2", "wse3"),
+  enabled: bool,
+  logLevel: oneOf<ServerLogLevel>("error", "warning", "info", "debug"),
+  threads: intFrom(1),
+  maxContext: intFrom(1),
+  coldPromptTokens: intFrom(0),
+  kvSlots: intFrom(1),
+  prefillOnOpen: bool,
+  context: bool,
+  contextTokens: intFrom(0),
+};
+
+type Properties = Record<string, { default?: unknown } | undefined>;
+
+/** Each server setting read with `get`, its reader deciding; a missing or wrong value gives `fallback`'s. */
+function readServer(get: ConfigGetter, fallback?: ServerSettings): ServerSettings {
+  const out: Record<string, unknown> = {};
+  for (const [key, read] of Object.entries(SERVER_READERS) as [keyof ServerSettings, Reader<unknown>][]) {
+    const value = read(get(key)) ?? fallback?.[key];
+    if (value === undefined) {
+      throw new Error(`package.json declares no valid default for ${SECTION}.${key}`);
+    }
+    out[key] = value;
+  }
+  return out as unknown as ServerSettings;
+}
+
+/** The defaults a manifest declares (`contributes.configuration.properties`); throws when one is missing. */
+export function manifestDefaults(properties: Properties): ServerSettings {
+  return readServer((key) => properties[`${SECTION}.${key}`]?.default);
+}
+
+/**
+ * The fallbacks: read from package.json, not copied. The manifest itself is checked against the server's Settings
+ * (tests/test_settings_sources.py), the one place the defaults are written.
+ */
+export const DEFAULT_SERVER_SETTINGS: ServerSettings = manifestDefaults(
+  manifest.contributes.configuration.properties as Properties,
+);
+
+/** A wrong-typed value falls back to its default rather than reaching the server. */
 export function readSettings(get: ConfigGetter): Settings {
-  const d = DEFAULT_SERVER_SETTINGS;
-  const temperature = pick(get("temperature"), isFiniteNumber, d.temperature);
+  const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((part) => typeof part === "string");
+  const pythonPath = get("server.pythonPath");
+  const command = get("server.command");
   return {
-    server: {
-      model: pick(get("model"), isString, d.model).trim() || d.model,
-      maxNewTokens: pick(get("maxNewTokens"), isPositiveInt, d.maxNewTokens),
-      maxPromptTokens: pick(get("maxPromptTokens"), isPositiveInt, d.maxPromptTokens),
-      temperature: temperature < 0 ? d.temperature : temperature,
-      mode: pick(get("mode"), oneOf<Mode>("line", "block"), d.mode),
-      hardware: pick(get("hardware"), oneOf<Hardware>("wse2", "wse3"), d.hardware),
-      enabled: pick(get("enabled"), isBool, d.enabled),
-      logLevel: pick(get("logLevel"), oneOf<ServerLogLevel>("error", "warning", "info", "debug"), d.logLevel),
-      threads: pick(get("threads"), isPositiveInt, d.threads),
-      maxContext: pick(get("maxContext"), isPositiveInt, d.maxContext),
-      coldPromptTokens: pick(get("coldPromptTokens"), isNonNegativeInt, d.coldPromptTokens),
-      kvSlots: pick(get("kvSlots"), isPositiveInt, d.kvSlots),
-      prefillOnOpen: pick(get("prefillOnOpen"), isBool, d.prefillOnOpen),
-      context: pick(get("context"), isBool, d.context),
-      contextTokens: pick(get("contextTokens"), isNonNegativeInt, d.contextTokens),
-    },
+    server: readServer(get, DEFAULT_SERVER_SETTINGS),
     launch: {
-      pythonPath: pick(get("server.pythonPath"), isString, "").trim(),
-      command: pick(get("server.command"), isStringArray, []).filter((part) => part.length > 0),
+      pythonPath: typeof pythonPath === "string" ? pythonPath.trim() : "",
+      command: isStringArray(command) ? command.filter((part) => part.length > 0) : [],
     },
   };
 }

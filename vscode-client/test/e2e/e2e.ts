@@ -7,8 +7,10 @@
 //   1. the extension activates on the Python file and the status bar reaches "ready" (model loaded);
 //   2. typing shows ghost text from our server; Tab accepts it; the saved file holds the suggestion;
 //   3. the "Complete here" code action inserts a completion at the cursor; the saved file shows it;
-//   4. the disable / enable / restart commands move the status bar through the expected states;
-//   5. "Show Wafer Report" opens the webview with the heat-map image loaded.
+//   4. the lightbulb (code actions VS Code asks for by itself) shows on a selection and not at the end of a
+//      finished line;
+//   5. the disable / enable / restart commands move the status bar through the expected states;
+//   6. "Show Wafer Report" opens the webview with the heat-map image loaded.
 // Screenshots and logs go to $E2E_ARTIFACTS. Exit code 0 only if every check passed.
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -397,12 +399,53 @@ async function run(browser: Browser, url: string): Promise<void> {
     return `inserted ${JSON.stringify(inserted)} (menu after ${attempts} Ctrl+. press${attempts > 1 ? "es" : ""})`;
   });
 
+  await check("lightbulb on a selection, none at the end of a finished line", async () => {
+    // VS Code asks for code actions by itself whenever the cursor moves and shows a lightbulb for any answer; the
+    // server answers those only where an action helps. The lightbulb is a content widget, or a glyph-margin
+    // decoration when the line leaves it no room.
+    const bulb = page
+      .locator('.monaco-editor .lightBulbWidget, .monaco-editor [class*="codicon-gutter-lightbulb"]')
+      .filter({ visible: true })
+      .first();
+    // The server's answers are in the extension log (logLevel debug: pygls logs each one it sends).
+    const answers = (pattern: RegExp) => (extensionLogText().match(pattern) ?? []).length;
+    const selectionAnswer = /Sending data: .*Replace selection with a completion/g;
+    const nullAnswer = /Sending data: \{"id": \d+, "jsonrpc": "2\.0", "result": null\}/g;
+    const waitForMore = async (pattern: RegExp, than: number, what: string) => {
+      const deadline = Date.now() + TIMEOUT_UI_MS;
+      while (answers(pattern) <= than) {
+        if (Date.now() > deadline) {
+          throw new Error(`${what} within ${TIMEOUT_UI_MS} ms`);
+        }
+        await page.waitForTimeout(100);
+      }
+    };
+    await page.keyboard.press("Escape");
+    // Line 3 of main.py, `    return a + b`: a finished statement.
+    await page.keyboard.press("Control+Home");
+    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("End");
+    const selections = answers(selectionAnswer);
+    await page.keyboard.press("Shift+Home");
+    await bulb.waitFor({ state: "visible", timeout: TIMEOUT_UI_MS });
+    summary.screenshots.push(await shot(page, "07-lightbulb-on-selection"));
+    // Every answer before the selection's is in the log once the selection's is (one stderr, in order).
+    await waitForMore(selectionAnswer, selections, "the server's answer for the selection is not in the log");
+    const nulls = answers(nullAnswer);
+    await page.keyboard.press("End");
+    await waitForMore(nullAnswer, nulls, "no empty answer to a code-action request at the end of the line");
+    await bulb.waitFor({ state: "hidden", timeout: TIMEOUT_UI_MS });
+    summary.screenshots.push(await shot(page, "08-no-lightbulb"));
+    return "lightbulb shown for the selection of line 3; hidden at its end after the server answered nothing";
+  });
+
   await check("commands: disable, enable, restart server", async () => {
     const waitForState = (state: string) =>
       page.locator(`[aria-label^="Waferline: ${state}"]`).first().waitFor({ timeout: TIMEOUT_READY_MS });
     await runCommand(page, "Waferline: Disable Completions");
     await waitForState("disabled");
-    summary.screenshots.push(await shot(page, "07-disabled"));
+    summary.screenshots.push(await shot(page, "09-disabled"));
     await runCommand(page, "Waferline: Enable Completions");
     await waitForState("ready");
     const starts = () => (extensionLogText().match(/Starting the server: /g) ?? []).length;
@@ -427,7 +470,7 @@ async function run(browser: Browser, url: string): Promise<void> {
     const failure = page.locator(".notification-toast", { hasText: "could not simulate" }).first();
     await tab.or(failure).waitFor({ timeout: TIMEOUT_ACTION_MS });
     if (await failure.isVisible()) {
-      summary.screenshots.push(await shot(page, "08-wafer-report-error"));
+      summary.screenshots.push(await shot(page, "10-wafer-report-error"));
       throw new Error(`the extension showed: ${normalize((await failure.innerText()).replace(/\s+/g, " "))}`);
     }
     // The webview is an iframe holding another iframe with our HTML.
@@ -445,7 +488,7 @@ async function run(browser: Browser, url: string): Promise<void> {
     );
     const size = await plot.evaluate((img: HTMLImageElement) => `${img.naturalWidth}x${img.naturalHeight}`);
     const tables = await frame.locator("table").count();
-    summary.screenshots.push(await shot(page, "08-wafer-report"));
+    summary.screenshots.push(await shot(page, "10-wafer-report"));
     return `plot ${size} px, ${tables} tables`;
   });
 

@@ -7,6 +7,7 @@ import {
   SERVED_LANGUAGES,
   didChangeConfigurationParams,
   expandPath,
+  manifestDefaults,
   needsRestart,
   readSettings,
   serverLaunch,
@@ -27,13 +28,25 @@ describe("package.json agrees with the code", () => {
     assert.ok(!manifest.activationEvents.includes("*"));
   });
 
-  it("declares the server settings with the defaults the code falls back to", () => {
-    for (const [key, value] of Object.entries(DEFAULT_SERVER_SETTINGS)) {
-      assert.ok(properties[`waferline.${key}`], `waferline.${key} missing from package.json`);
-      assert.deepEqual(properties[`waferline.${key}`].default, value, `default of waferline.${key}`);
+  it("falls back to the defaults package.json declares, for every server setting", () => {
+    const clientOnly = ["server.pythonPath", "server.command", "trace.server"];
+    const serverKeys = Object.keys(properties)
+      .map((k) => k.replace(/^waferline\./, ""))
+      .filter((k) => !clientOnly.includes(k));
+    assert.deepEqual(Object.keys(DEFAULT_SERVER_SETTINGS).sort(), serverKeys.sort());
+    for (const key of serverKeys) {
+      assert.deepEqual(DEFAULT_SERVER_SETTINGS[key as keyof typeof DEFAULT_SERVER_SETTINGS], properties[`waferline.${key}`].default, key);
     }
     assert.deepEqual(properties["waferline.mode"].enum, ["line", "block"]);
     assert.deepEqual(properties["waferline.hardware"].enum, ["wse2", "wse3"]);
+  });
+
+  it("refuses a manifest whose default is missing or of the wrong type", () => {
+    const without = { ...properties };
+    delete without["waferline.kvSlots"];
+    assert.throws(() => manifestDefaults(without), /waferline\.kvSlots/);
+    const wrong = { ...properties, "waferline.mode": { default: "paragraph" } };
+    assert.throws(() => manifestDefaults(wrong), /waferline\.mode/);
   });
 
   it("reads every declared setting, and only those", () => {
@@ -70,28 +83,7 @@ describe("readSettings", () => {
   });
 
   it("keeps valid values", () => {
-    const s = readSettings(
-      fromObject({
-        model: "/models/tiny",
-        maxNewTokens: 16,
-        maxPromptTokens: 256,
-        temperature: 0.2,
-        mode: "block",
-        hardware: "wse2",
-        enabled: false,
-        logLevel: "debug",
-        threads: 4,
-        maxContext: 4096,
-        coldPromptTokens: 0,
-        kvSlots: 2,
-        prefillOnOpen: false,
-        context: false,
-        contextTokens: 256,
-        "server.pythonPath": " /venv/bin/python ",
-        "server.command": ["waferline", "serve", ""],
-      }),
-    );
-    assert.deepEqual(s.server, {
+    const server = {
       model: "/models/tiny",
       maxNewTokens: 16,
       maxPromptTokens: 256,
@@ -105,9 +97,13 @@ describe("readSettings", () => {
       coldPromptTokens: 0,
       kvSlots: 2,
       prefillOnOpen: false,
-      context: false,
+      context: true,
       contextTokens: 256,
-    });
+    };
+    const s = readSettings(
+      fromObject({ ...server, "server.pythonPath": " /venv/bin/python ", "server.command": ["waferline", "serve", ""] }),
+    );
+    assert.deepEqual(s.server, server);
     assert.deepEqual(s.launch, { pythonPath: "/venv/bin/python", command: ["waferline", "serve"] });
   });
 
