@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Sequence
 import msgspec
 
 from runtime.crossfile import Snippet, as_comments, by_path
+from runtime.sequences import common_prefix_len
 
 if TYPE_CHECKING:  # runtime.engine/bundle are imported lazily: pure helpers must work without them
     from runtime.bundle import Bundle
@@ -529,14 +530,6 @@ class _StopFlag:
         return self.is_set()
 
 
-def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 class PromptPlan(msgspec.Struct, kw_only=True):
     """The token ids sent to the model and how to read its output back."""
 
@@ -629,7 +622,7 @@ class CompletionService:
         the full window in the background never evicts it, and it is not remembered as the window start."""
         plan = self.plan_prompt(req)
         self._use_slot(req.doc_key)
-        cached = _common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
+        cached = common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
         if req.cold_prompt_tokens <= 0 or len(plan.ids) - cached <= req.cold_prompt_tokens:
             return plan, False
         short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
@@ -826,7 +819,7 @@ class CompletionService:
             stable = plan.ids[: plan.ids.index(stop_at) + (1 if at_cursor else 0)]
         if stable and not (cancel is not None and cancel.is_set()):
             self.decoder.prefill(stable, chunk=chunk, cancel=cancel)
-        return _common_prefix_len(getattr(self.decoder, "tokens", []), stable)
+        return common_prefix_len(getattr(self.decoder, "tokens", []), stable)
 
     def forget(self, doc_key: str) -> None:
         """A closed document: drop its KV slots and window state."""
@@ -842,7 +835,7 @@ class CompletionService:
         plan, cold = self.plan_for_cache(req)  # leaves the slot it planned for current
         ctx = make_post_context(req.prefix, req.suffix, req.mode)
         stop = _StopFlag(cancel)
-        reused_before = _common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
+        reused_before = common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
         prompt_ids = list(plan.ids)
         healed: list[int] = []
         head_text = ""

@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from .bundle import Bundle
 from .errors import ModelError, WaferlineError
+from .sequences import common_prefix_len
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -79,11 +80,6 @@ class Decoder:
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self.use_slot("")
 
-    @property
-    def kv_bytes_per_slot(self) -> int:
-        m = self.meta
-        return 2 * m.n_layers * m.n_kv_heads * self.max_context * m.head_dim * 4
-
     def use_slot(self, key: str) -> bool:
         """Make `key`'s KV cache current (the least recently used slot is recycled past max_slots).
         True when the slot already existed, i.e. its cached tokens can be reused."""
@@ -133,14 +129,6 @@ class Decoder:
         if key in self._slots and self._slots[key] is not self._slot:
             del self._slots[key]
 
-    def common_prefix(self, ids: Sequence[int]) -> int:
-        n = 0
-        for a, b in zip(self.tokens, ids):
-            if a != b:
-                break
-            n += 1
-        return n
-
     # ------------------------------------------------------------------ evaluation
     def _run(self, ids: Sequence[int], n_logits: int) -> np.ndarray:
         """Append ids to the cache; logits [n_logits, vocab] for the last n_logits of them."""
@@ -169,7 +157,7 @@ class Decoder:
         A set `cancel` stops between chunks (None returned; the cache keeps what was evaluated)."""
         if not ids:
             raise WaferlineError("cannot prefill an empty prompt")
-        keep = min(self.common_prefix(ids), len(ids) - 1)  # the last id is always evaluated: we need its logits
+        keep = min(common_prefix_len(self.tokens, ids), len(ids) - 1)  # the last id is always evaluated, for its logits
         self.truncate(keep)
         rest = list(ids[keep:])
         for start in range(0, len(rest), chunk):
@@ -302,7 +290,7 @@ def generate(
     stop_ids = set(opts.stop_token_ids) | set(decoder.meta.eos_ids)
     prompt_ids = list(prompt_ids)
     t0 = time.perf_counter()
-    reused = min(decoder.common_prefix(prompt_ids), len(prompt_ids) - 1)
+    reused = min(common_prefix_len(decoder.tokens, prompt_ids), len(prompt_ids) - 1)
     logits = decoder.prefill(prompt_ids)
     out: list[int] = []
     stream = _TextStream(decoder.bundle.tokenizer, on_text)

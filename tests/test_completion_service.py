@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from runtime.bundle import Bundle, BundleMeta
 from runtime.completion import CompletionRequest, CompletionService
+from runtime.sequences import common_prefix_len
 
 CORPUS = (Path(__file__).resolve().parents[1] / "runtime" / "completion.py").read_text()
 EOS = "<eos>"
@@ -62,19 +63,11 @@ class OracleDecoder:
         logits[self.meta.eos_ids[0] if best is None else best] = 10.0
         return logits
 
-    def common_prefix(self, ids):
-        n = 0
-        for a, b in zip(self.tokens, ids):
-            if a != b:
-                break
-            n += 1
-        return n
-
     def truncate(self, n):
         del self.tokens[max(0, n) :]
 
     def prefill(self, ids, chunk=512, cancel=None):
-        keep = min(self.common_prefix(ids), len(ids) - 1)
+        keep = min(common_prefix_len(self.tokens, ids), len(ids) - 1)
         self.truncate(keep)
         self.evaluated += len(ids) - keep
         self.tokens = list(ids)

@@ -8,6 +8,7 @@ import pytest
 from runtime.bundle import load_bundle
 from runtime.engine import Decoder, GenerateOptions, generate, lookup_draft
 from runtime.errors import WaferlineError
+from runtime.sequences import common_prefix_len
 
 CODE = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\n"
 
@@ -33,7 +34,7 @@ def test_prefix_reuse_gives_same_logits(bundle, decoder):
     assert decoder.tokens == ids[:5]
     again = decoder.prefill(ids)
     np.testing.assert_allclose(again, fresh, atol=1e-4)
-    assert decoder.common_prefix(ids) == len(ids)
+    assert common_prefix_len(decoder.tokens, ids) == len(ids)
 
 
 def test_truncate_then_step_matches(bundle, decoder):
