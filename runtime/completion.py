@@ -6,9 +6,9 @@ No LSP here (DESIGN.md): callers hand in plain strings (prefix before the cursor
 - `choose_window_start`: the prompt is a window of the prefix whose start sits on a line boundary and moves only
   in large jumps, so consecutive keystrokes share every prompt token but the last few (KV reuse in the Decoder).
 - `split_backoff`: for a model without FIM the prompt ends on a natural token boundary (trailing spaces mid-line,
-  or newline + indentation at a line start, are backed off); the backed-off text is forced back as the first
-  generated characters (token healing) and stripped from the completion. Measured on the default model: exact
-  match 5% -> 19% (issue 4).
+  or newline + indentation at a line start, are backed off); the backed-off text is the forced prefix of what
+  runtime.engine.generate writes (token healing) and is stripped from the completion. Measured on the default
+  model: exact match 5% -> 19% (issue 4).
 - `postprocess`: line/block stop, suffix de-duplication, whitespace/fence/prose rejection, bracket balance,
   indentation.
 - `ResultCache`: repeated requests and "typing along" a shown suggestion cost no model call.
@@ -16,7 +16,6 @@ No LSP here (DESIGN.md): callers hand in plain strings (prefix before the cursor
 
 from __future__ import annotations
 
-import bisect
 import functools
 import hashlib
 import re
@@ -550,7 +549,6 @@ class CompletionService:
         self.decoder = decoder
         self.cache = ResultCache(cache_size)
         self._window_starts: OrderedDict[str, int] = OrderedDict()
-        self._vocab_text: list[str] | None = None
         self.max_context = int(getattr(decoder, "max_context", 0) or getattr(self.meta, "context_length", 2048) or 2048)
 
     @classmethod
@@ -698,56 +696,6 @@ class CompletionService:
             self._window_starts.popitem(last=False)
         return start
 
-    # -- token healing -------------------------------------------------------------------------------------------
-
-    def _vocab(self) -> list[str]:
-        if self._vocab_text is None:
-            n = self.tokenizer.get_vocab_size(with_added_tokens=True)
-            self._vocab_text = self.tokenizer.decode_batch([[i] for i in range(n)], skip_special_tokens=True)
-            pairs = sorted((t, i) for i, t in enumerate(self._vocab_text) if t)
-            self._sorted_text = [t for t, _ in pairs]
-            self._sorted_ids = [i for _, i in pairs]
-            self._ids_by_text: dict[str, list[int]] = {}
-            for t, i in pairs:
-                self._ids_by_text.setdefault(t, []).append(i)
-        return self._vocab_text
-
-    def _heal_candidates(self, remaining: str):
-        """Token ids whose text starts with `remaining` or is a non-empty prefix of it.
-
-        Tokens starting with `remaining` are one contiguous run of the sorted vocabulary (two bisections), and its
-        prefixes are at most len(remaining) dictionary look-ups: no scan of the vocabulary per keystroke.
-        """
-        import numpy as np
-
-        self._vocab()
-        lo = bisect.bisect_left(self._sorted_text, remaining)
-        hi = bisect.bisect_left(self._sorted_text, remaining + "\U0010ffff")
-        ids = self._sorted_ids[lo:hi] + [i for k in range(1, len(remaining)) for i in self._ids_by_text.get(remaining[:k], ())]
-        return np.array(ids, dtype=np.int64)
-
-    def _heal(self, logits, backoff: str, stop: _StopFlag) -> tuple[list[int], str] | None:
-        """Greedily regenerate `backoff` with tokens consistent with it; returns (ids, text beyond backoff).
-
-        The last chosen id is not evaluated (generate() prefills it with KV reuse)."""
-        import numpy as np
-
-        vocab = self._vocab()
-        ids: list[int] = []
-        remaining = backoff
-        for _ in range(16):
-            cand = self._heal_candidates(remaining)
-            if cand.size == 0 or stop.is_set():
-                return None
-            tok = int(cand[int(np.argmax(np.asarray(logits)[cand]))])
-            ids.append(tok)
-            t = vocab[tok]
-            if t.startswith(remaining):
-                return ids, t[len(remaining) :]
-            remaining = remaining[len(t) :]
-            logits = self.decoder.step(tok)
-        return None
-
     # -- completion ----------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -830,75 +778,68 @@ class CompletionService:
             drop(doc_key + COLD_SLOT)
 
     def _run_model(self, req: CompletionRequest, cancel: threading.Event | None, t0: float) -> CompletionResult:
+        """Plan, generate with the backed-off text as forced prefix (token healing), post-process."""
         from runtime.engine import GenerateOptions, generate
 
         plan, cold = self.plan_for_cache(req)  # leaves the slot it planned for current
         ctx = make_post_context(req.prefix, req.suffix, req.mode)
         stop = _StopFlag(cancel)
-        reused_before = common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
-        prompt_ids = list(plan.ids)
-        healed: list[int] = []
-        head_text = ""
-        heal_s = 0.0
-        max_new = max(1, min(req.max_new_tokens, self.max_context - len(prompt_ids) - 2))
-        if plan.backoff:
-            th = time.perf_counter()
-            logits = self.decoder.prefill(prompt_ids)
-            got = self._heal(logits, plan.backoff, stop)
-            heal_s = time.perf_counter() - th
-            if got is None:
-                return self._finish(req, "", "", "cancelled" if stop.is_set() else "stop", t0, len(plan.ids), reused_before)
-            healed, head_text = got
-            max_new = max(1, max_new - len(healed))
-            if req.mode == "line" and "\n" in head_text:
-                return self._finish(req, "", head_text, "stop", t0, len(plan.ids), reused_before, new_tokens=len(healed))
-        # block mode: watch the text as it streams and stop at the end of the block
-        pieces: list[str] = [head_text]
+        reused = common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
+        streamed: list[str] = []
 
         def on_text(piece: str) -> None:
-            pieces.append(piece)
-            if req.mode == "block":
-                lines = _normalize_indent("".join(pieces).split("\n"), ctx.indent_unit)
+            streamed.append(piece)
+            if req.mode == "block":  # watch the text as it streams and stop at the end of the block
+                lines = _normalize_indent("".join(streamed).split("\n"), ctx.indent_unit)
                 if len(lines) > 2 and block_end(lines[:-1], ctx.line_prefix) is not None:
                     stop.set()
 
         opts = GenerateOptions(
-            max_new_tokens=max_new,
+            max_new_tokens=max(1, min(req.max_new_tokens, self.max_context - len(plan.ids) - 2)),
             temperature=req.temperature,
             seed=req.seed,
             stop_token_ids=self.stop_ids,
             stop_strings=["\n"] if req.mode == "line" else ["```", "\n\n\n"],
             speculate=req.speculate,
+            forced_prefix=plan.backoff,
+            # line mode: a healed token past the line end leaves nothing to write; block mode: a healed run of blank
+            # lines ("\n\n\n") comes before the block, it does not end it
+            stop_in_forced=req.mode == "line",
         )
-        gen = generate(self.decoder, prompt_ids + healed, opts, cancel=stop, on_text=on_text, lookup_ids=plan.lookup_ids)
-        new_ids = healed + list(gen.token_ids)
+        gen = generate(self.decoder, plan.ids, opts, cancel=stop, on_text=on_text, lookup_ids=plan.lookup_ids)
+        if plan.backoff and not gen.forced_ids:  # cancelled while healing, or no tokens spell the backed-off text
+            reason = "cancelled" if gen.stop_reason == "cancelled" else "stop"
+            return self._nothing("", reason, t0, len(plan.ids), reused)
+        if req.mode == "line" and "\n" in gen.forced_text:  # the healed token ends the line: nothing left to write
+            return self._nothing(gen.forced_text, "stop", t0, len(plan.ids), reused, len(gen.forced_ids))
+        new_ids = gen.forced_ids + gen.token_ids
         full = self.decode(new_ids)
         raw = full[len(plan.backoff) :] if full.startswith(plan.backoff) else ""
         reason = gen.stop_reason
         if reason == "cancelled" and stop.stopped and not (cancel is not None and cancel.is_set()):
             reason = "stop"  # our block-end rule, not the caller
-        text = "" if reason == "cancelled" else postprocess(raw, ctx)
-        decode_s = float(gen.decode_s)
-        prompt_s = float(gen.prompt_s) + heal_s
         return CompletionResult(
-            text=text,
+            text="" if reason == "cancelled" else postprocess(raw, ctx),
             raw_text=raw,
             stop_reason=reason,
             prompt_tokens=len(plan.ids),
-            reused_tokens=min(reused_before, len(plan.ids)),
+            reused_tokens=min(reused, len(plan.ids)),
             new_tokens=len(new_ids),
             cpu_ms=(time.perf_counter() - t0) * 1e3,
-            prompt_ms=prompt_s * 1e3,
-            decode_ms=decode_s * 1e3,
-            cpu_tokens_per_s=float(gen.decode_tokens_per_s),
-            drafted=int(getattr(gen, "drafted", 0) or 0),
-            accepted=int(getattr(gen, "accepted", 0) or 0),
+            prompt_ms=gen.prompt_s * 1e3,
+            decode_ms=gen.decode_s * 1e3,
+            cpu_tokens_per_s=gen.decode_tokens_per_s,
+            drafted=gen.drafted,
+            accepted=gen.accepted,
             cold=cold,
         )
 
-    def _finish(self, req, text, raw, reason, t0, prompt_tokens, reused, new_tokens=0) -> CompletionResult:
+    @staticmethod
+    def _nothing(raw: str, reason: str, t0: float, prompt_tokens: int, reused: int,
+                 new_tokens: int = 0) -> CompletionResult:
+        """An empty suggestion after the prompt was evaluated (no decode timings)."""
         return CompletionResult(
-            text=text,
+            text="",
             raw_text=raw,
             stop_reason=reason,
             prompt_tokens=prompt_tokens,

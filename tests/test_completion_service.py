@@ -138,6 +138,28 @@ def test_backoff_prompt_ends_on_natural_boundary(tokenizer):
     assert tokenizer.decode(plan.ids) == prefix[:-1]
 
 
+def test_healed_token_past_the_line_end_shows_nothing(tokenizer):
+    """Line mode on a blank line: the backed-off "\n" is spelled by a token that runs past the line end, so this line
+    has nothing left to write, and nothing past that token is evaluated."""
+    svc, dec = service(tokenizer)
+    res = svc.complete(CompletionRequest(prefix="import os\n", suffix="\n\ndef total(values):\n"))
+    assert res.text == "" and res.stop_reason == "stop"
+    assert res.raw_text.startswith("\n") and res.new_tokens == 1
+    assert dec.evaluated == res.prompt_tokens
+
+
+def test_block_mode_decodes_past_a_healed_line_end(tokenizer):
+    svc, _ = service(tokenizer)
+    res = svc.complete(CompletionRequest(prefix="import os\n", suffix="", mode="block", max_new_tokens=80))
+    assert res.text.lstrip("\n").startswith("def total(values):\n    result = 0")
+
+
+def test_healing_that_needs_too_many_tokens_shows_nothing(tokenizer):
+    svc, _ = service(tokenizer)
+    res = svc.complete(CompletionRequest(prefix="def f():\n" + "\t " * 20, suffix="\n"))
+    assert res.text == "" and res.raw_text == "" and res.stop_reason == "stop" and res.new_tokens == 0
+
+
 def test_mid_word_is_skipped_without_model(tokenizer):
     svc, dec = service(tokenizer)
     res = svc.complete(CompletionRequest(prefix="def tot", suffix="al(values):\n"))

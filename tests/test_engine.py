@@ -55,6 +55,16 @@ def test_speculative_equals_plain_greedy(bundle, decoder):
     assert len(plain.token_ids) == 40
 
 
+def test_forced_prefix_is_spelled_first(bundle, decoder):
+    """Token healing: the first tokens spell the forced prefix (the last may run past it), then decoding goes on."""
+    prompt = ids_of(bundle, CODE)
+    r = generate(decoder, prompt, GenerateOptions(max_new_tokens=8, speculate=False, forced_prefix="    ret"))
+    assert r.stop_reason == "max_tokens" and r.forced_ids
+    assert "".join(bundle.token_texts.text[i] for i in r.forced_ids) == "    ret" + r.forced_text
+    assert len(r.forced_ids) + len(r.token_ids) == 8
+    assert decoder.tokens[len(prompt) : len(prompt) + len(r.forced_ids)] == r.forced_ids
+
+
 def test_lookup_draft_copies_what_followed():
     history = [1, 2, 3, 4, 5, 9, 2, 3]
     assert lookup_draft(history, history, ngram=2, k=3) == [4, 5, 9]
