@@ -615,18 +615,25 @@ class CompletionService:
 
     def plan_for_cache(self, req: CompletionRequest) -> tuple[PromptPlan, bool]:
         """The full plan in the document's KV slot, or -- when its uncached part is over `req.cold_prompt_tokens` --
-        a short-window plan (3/4 of that budget before the cursor, 1/4 after) in the document's cold slot, which
-        answers within the cold-start latency; True then. The short window has a slot of its own, so prefilling
-        the full window in the background never evicts it, and it is not remembered as the window start."""
-        plan = self.plan_prompt(req)
+        a short-window plan in the document's cold slot, which answers within the cold-start latency; True then.
+        Leaves the slot it planned for current."""
+        full = self.plan_prompt(req)
+        short = self._cold_plan(req, full)
+        return (full, False) if short is None else (short, True)
+
+    def _cold_plan(self, req: CompletionRequest, full: PromptPlan) -> PromptPlan | None:
+        """Makes the document's slot current; when more than `req.cold_prompt_tokens` of `full` are not in it, the
+        short-window plan (3/4 of that budget before the cursor, 1/4 after) with the document's cold slot current.
+        The short window has a slot of its own, so prefilling the full window in the background never evicts it,
+        and it is not remembered as the window start."""
         self._use_slot(req.doc_key)
-        cached = common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
-        if req.cold_prompt_tokens <= 0 or len(plan.ids) - cached <= req.cold_prompt_tokens:
-            return plan, False
+        cached = common_prefix_len(getattr(self.decoder, "tokens", []), full.ids)
+        if req.cold_prompt_tokens <= 0 or len(full.ids) - cached <= req.cold_prompt_tokens:
+            return None
         short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
                                         max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4))
         self._use_slot(req.doc_key + COLD_SLOT)
-        return self.plan_prompt(short, remember=False), True
+        return self.plan_prompt(short, remember=False)
 
     def plan_prompt(self, req: CompletionRequest, remember: bool = True) -> PromptPlan:
         """Token ids for `req`.
@@ -753,12 +760,13 @@ class CompletionService:
         request cancels this within one chunk. Returns the tokens now cached."""
         if not req.prefix.strip():
             return 0
+        full = self.plan_prompt(req)
         if at_cursor and req.cold_prompt_tokens > 0:
-            plan, cold = self.plan_for_cache(req)
-            if cold:  # first the short window a request would use right now (its own slot), then the full one
-                self._prefill_stable(plan, at_cursor, cancel, chunk)
+            short = self._cold_plan(req, full)
+            if short is not None:  # first the short window a request would use right now (its own slot)
+                self._prefill_stable(short, at_cursor, cancel, chunk)
         self._use_slot(req.doc_key)
-        return self._prefill_stable(self.plan_prompt(req), at_cursor, cancel, chunk)
+        return self._prefill_stable(full, at_cursor, cancel, chunk)
 
     def _prefill_stable(self, plan: PromptPlan, at_cursor: bool, cancel: threading.Event | None, chunk: int) -> int:
         stable = plan.ids
