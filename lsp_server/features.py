@@ -20,7 +20,7 @@ from lsp_server.server import (
     WaferlineServer,
     pull_configuration,
 )
-from runtime.completion import detect_indent_unit
+from runtime.complete.postprocess import detect_indent_unit
 from runtime.wafer.hardware import HARDWARE_PRESETS
 
 log = logging.getLogger("waferline.lsp")

@@ -17,7 +17,7 @@ import msgspec
 from runtime.errors import ModelError
 
 if TYPE_CHECKING:
-    from runtime.completion import CompletionRequest, CompletionService
+    from runtime.complete import CompletionRequest, CompletionService
 
 HEADER_SHARE = 8  # the `<repo_name>NAME<file_sep>PATH` header gets at most 1/8 of the context
 PATH_CHARS = 256  # longest path (its tail) shown in the header
@@ -71,7 +71,7 @@ def check_graph(bundle: Path) -> None:
 
 def load_service(model: str, *, threads: int, max_context: int, kv_slots: int = 4) -> CompletionService:
     """Resolve, check and load a model, its context clamped to what the decoder holds (bundle context_length)."""
-    from runtime.completion import CompletionService
+    from runtime.complete import CompletionService
     from runtime.models import resolve_model
 
     path = resolve_model(model)

@@ -27,7 +27,7 @@ from lsp_server.context import cursor_split, workspace_relative
 from lsp_server.fit import PATH_CHARS, REPO_CHARS, fit_request, load_service, shorten
 from lsp_server.scheduler import InferenceScheduler
 from lsp_server.settings import SECTION, Settings, parse_settings, to_json
-from runtime.completion import CompletionRequest, CompletionResult
+from runtime.complete import CompletionRequest, CompletionResult
 from runtime.crossfile import ContextCollector
 
 log = logging.getLogger("waferline.lsp")

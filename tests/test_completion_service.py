@@ -13,10 +13,10 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from runtime.bundle import Bundle, BundleMeta
-from runtime.completion import CompletionRequest, CompletionService
+from runtime.complete import CompletionRequest, CompletionService
 from runtime.sequences import common_prefix_len
 
-CORPUS = (Path(__file__).resolve().parents[1] / "runtime" / "completion.py").read_text()
+CORPUS = "".join(p.read_text() for p in sorted((Path(__file__).resolve().parents[1] / "runtime" / "complete").glob("*.py")))
 EOS = "<eos>"
 SPECIALS = [EOS, "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<repo_name>", "<file_sep>"]
 
