@@ -11,7 +11,7 @@ The set, in the manner of CrossCodeEval (Ding et al., 2023), built from pure-Pyt
 - the open tabs: F, M and --distractors other modules of P (seeded), at workspace-relative paths `P/...`;
 - positions are drawn round-robin over the packages (so a big package does not drown the others), shuffled with
   --seed, at most --per-file per file.
-Every position is completed by runtime.completion.CompletionService (what the server runs: window, repo header,
+Every position is completed by runtime.complete.CompletionService (what the server runs: window, repo header,
 back-off + token healing, FIM for FIM models, post-processing; greedy, line mode, <= 64 new tokens, maxPromptTokens
 1024) once per budget, alternating: budget 0 is the file alone; any other is runtime.crossfile's snippets within
 min(budget, maxPromptTokens / 2) tokens, as the server sends them. Reported per budget: exact match of the rest of the
@@ -157,7 +157,7 @@ def positions(n: int, seed: int, packages: list[str], per_file: int, distractors
 
 
 def run(model: str, pos: list[Position], budgets: list[int], threads: int) -> dict[int, dict[str, float]]:
-    from runtime.completion import CompletionRequest, CompletionService
+    from runtime.complete import CompletionRequest, CompletionService
     from runtime.crossfile import ContextCollector
 
     svc = CompletionService.load(model, threads=threads, kv_slots=len(budgets))

@@ -5,7 +5,7 @@ Python standard-library files, for our completion service and for plain llama.cp
 
 Each position: the cursor sits at a random point of a non-blank line; the rest of that line is the target and is
 removed from the document (as when typing at the end of a line), the following lines stay. Ours = the service the
-server runs (runtime.completion: window, back-off + token healing, `<repo_name>`/`<file_sep>` header when the vocab
+server runs (runtime.complete: window, back-off + token healing, `<repo_name>`/`<file_sep>` header when the vocab
 has them, FIM for FIM models, post-processing), greedy, line mode, <= 64 new tokens. Anchors = llama.cpp
 (llama-cpp-python) on the GGUF the bundle came from, greedy, first line kept:
 - plain: the last 1,024 prefix tokens;
@@ -74,7 +74,7 @@ def edit_similarity(a: str, b: str) -> float:
 
 
 def run_ours(model: str, pos, threads: int, cold_prompt_tokens: int = 0) -> tuple[list[str], float]:
-    from runtime.completion import CompletionRequest, CompletionService
+    from runtime.complete import CompletionRequest, CompletionService
 
     svc = CompletionService.load(model, threads=threads)
     outs = []

@@ -1,3 +1,3 @@
-"""waferline's language server: a thin pygls layer over runtime.completion (DESIGN.md, lsp_server/)."""
+"""waferline's language server: a thin pygls layer over runtime.complete (DESIGN.md, lsp_server/)."""
 
 __version__ = "0.1.0"

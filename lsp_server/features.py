@@ -28,7 +28,7 @@ from lsp_server.protocol import (
     STATUS,
     plain,
 )
-from runtime.completion import detect_indent_unit
+from runtime.complete.postprocess import detect_indent_unit
 from runtime.wafer.hardware import HARDWARE_PRESETS
 
 log = logging.getLogger("waferline.lsp")

@@ -18,7 +18,7 @@ from runtime.errors import ModelError
 from runtime.header import CUT_MARK, header_path, header_repo
 
 if TYPE_CHECKING:
-    from runtime.completion import CompletionRequest, CompletionService
+    from runtime.complete import CompletionRequest, CompletionService
 
 HEADER_SHARE = 8  # the `<repo_name>NAME<file_sep>PATH` header gets at most 1/8 of the context
 FIXED_INPUTS = ("input_ids", "seqlens_k", "total_sequence_length", "last_logits")
@@ -70,7 +70,7 @@ def check_graph(bundle: Path) -> None:
 
 def load_service(model: str, *, threads: int, max_context: int, kv_slots: int = 4) -> CompletionService:
     """Resolve, check and load a model, its context clamped to what the decoder holds (bundle context_length)."""
-    from runtime.completion import CompletionService
+    from runtime.complete import CompletionService
     from runtime.models import resolve_model
 
     path = resolve_model(model)

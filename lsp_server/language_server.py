@@ -27,7 +27,7 @@ from lsp_server.fit import fit_request, load_service
 from lsp_server.protocol import METRICS, WaferlineProtocol
 from lsp_server.scheduler import InferenceScheduler
 from lsp_server.settings import SECTION, Settings, parse_settings, to_json
-from runtime.completion import CompletionRequest, CompletionResult
+from runtime.complete import CompletionRequest, CompletionResult
 from runtime.crossfile import ContextCollector
 
 log = logging.getLogger("waferline.lsp")
@@ -52,7 +52,7 @@ class WaferlineServer(LanguageServer):
         self.settings = Settings()
         self.state = "loading"  # loading | ready | error | disabled
         self.message = "waiting for initialized"
-        self.service = None  # runtime.completion.CompletionService once loaded
+        self.service = None  # runtime.complete.CompletionService once loaded
         self.loaded_key: tuple | None = None  # model_key() of self.service
         self.pending_key: tuple | None = None  # model_key() of the latest load requested, until it ends
         self.generation = 0  # bumped by every load request: a load that is no longer the latest is discarded

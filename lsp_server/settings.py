@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from runtime.completion import CompletionRequest
+from runtime.complete import CompletionRequest
 from runtime.models import DEFAULT_MODEL
 from runtime.wafer.hardware import HARDWARE_PRESETS
 

@@ -9,6 +9,7 @@ Nothing reads a GGUF at serve time; a bundle is complete only once bundle.json e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tokenizers import Tokenizer
 from .arch import ArchSpec
 from .checks import check_arch
 from .errors import ModelError
+from .vocab import TokenTexts
 
 BUNDLE_FORMAT = 1
 
@@ -55,6 +57,11 @@ class Bundle:
     @property
     def model_path(self) -> Path:
         return self.path / "model.onnx"
+
+    @functools.cached_property
+    def token_texts(self) -> TokenTexts:
+        """Each token's text, indexed for forced prefixes (token healing); built on first use."""
+        return TokenTexts(self.tokenizer)
 
 
 def write_meta(path: Path, meta: BundleMeta) -> None:

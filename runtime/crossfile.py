@@ -63,7 +63,7 @@ class Snippet(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Rendering (used by runtime.completion)
+# Rendering (used by runtime.complete.prompt)
 
 
 def comment_prefix(path: str | None) -> str:

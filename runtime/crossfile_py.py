@@ -12,6 +12,8 @@ import keyword
 import re
 from typing import Iterable, NamedTuple, Protocol
 
+from runtime.sequences import common_prefix_len
+
 PY_EXT = (".py", ".pyi")
 SUMMARY_MAX_LINES, DOC_MAX_LINES, ASSIGN_MAX_LINES = 60, 12, 6
 PARTIAL_MAX_DEFS = 8  # `alias.pa|`: at most this many definitions of the module starting with "pa"
@@ -202,13 +204,6 @@ class Module(Protocol):
     imports: dict[str, Import]  # for re-exports (`from .impl import n` in a package __init__)
 
 
-def _common(a: list[str], b: list[str]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
 class Modules:
     """The open Python documents by every trailing run of their module path (`a.b.c` under `c`, `b.c`, `a.b.c`):
     a module name is a dict look-up, not a scan, however many names a file imports."""
@@ -232,8 +227,8 @@ class Modules:
         for t in targets:
             found = self.by_suffix.get(t)
             if found:
-                return min(found, key=lambda m: (len(m.module or ()) != len(t), -_common(m.path.split("/"), here),
-                                                 m.path))
+                return min(found, key=lambda m: (len(m.module or ()) != len(t),
+                                                 -common_prefix_len(m.path.split("/"), here), m.path))
         return None
 
     def lookup(self, fpath: str, level: int, parts: tuple[str, ...], name: str, depth: int = 0):

@@ -1,4 +1,5 @@
-"""The decoder on ONNX Runtime: a preallocated KV cache it owns, prefill / step / truncate, and the decode loop.
+"""The decoder on ONNX Runtime: a preallocated KV cache it owns, prefill / step / truncate; and `generate`, the decode
+loop, made of gpt-fast's named steps (prefill, decode one token, speculative step) plus a forced prefix (token healing).
 
 Speed comes from doing nothing per token that is not the model: the KV cache is one buffer per layer that
 GroupQueryAttention reads and writes in place (bound as both past and present, so a step copies no cache), and the
@@ -19,6 +20,7 @@ import onnxruntime as ort
 
 from .bundle import Bundle
 from .errors import ModelError, WaferlineError
+from .sequences import common_prefix_len
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -79,11 +81,6 @@ class Decoder:
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self.use_slot("")
 
-    @property
-    def kv_bytes_per_slot(self) -> int:
-        m = self.meta
-        return 2 * m.n_layers * m.n_kv_heads * self.max_context * m.head_dim * 4
-
     def use_slot(self, key: str) -> bool:
         """Make `key`'s KV cache current (the least recently used slot is recycled past max_slots).
         True when the slot already existed, i.e. its cached tokens can be reused."""
@@ -133,14 +130,6 @@ class Decoder:
         if key in self._slots and self._slots[key] is not self._slot:
             del self._slots[key]
 
-    def common_prefix(self, ids: Sequence[int]) -> int:
-        n = 0
-        for a, b in zip(self.tokens, ids):
-            if a != b:
-                break
-            n += 1
-        return n
-
     # ------------------------------------------------------------------ evaluation
     def _run(self, ids: Sequence[int], n_logits: int) -> np.ndarray:
         """Append ids to the cache; logits [n_logits, vocab] for the last n_logits of them."""
@@ -169,7 +158,7 @@ class Decoder:
         A set `cancel` stops between chunks (None returned; the cache keeps what was evaluated)."""
         if not ids:
             raise WaferlineError("cannot prefill an empty prompt")
-        keep = min(self.common_prefix(ids), len(ids) - 1)  # the last id is always evaluated: we need its logits
+        keep = min(common_prefix_len(self.tokens, ids), len(ids) - 1)  # the last id is always evaluated, for its logits
         self.truncate(keep)
         rest = list(ids[keep:])
         for start in range(0, len(rest), chunk):
@@ -191,30 +180,34 @@ class Decoder:
 
 
 class GenerateOptions(msgspec.Struct, kw_only=True):
-    max_new_tokens: int = 64
+    max_new_tokens: int = 64  # counts forced tokens too, but at least one token is decoded after them
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     stop_token_ids: list[int] = []
-    stop_strings: list[str] = []
+    stop_strings: list[str] = []  # matched in the text decoded after the forced tokens
     speculate: bool = True
     draft_tokens: int = 8
     ngram: int = 3
     min_ngram: int = 2
+    forced_prefix: str = ""  # the output starts with this text (token healing: see force_prefix)
+    stop_in_forced: bool = True  # a stop string in what the forced tokens add past forced_prefix ends generation there
 
 
 class GenerateResult(msgspec.Struct, kw_only=True):
     prompt_ids: list[int]
-    token_ids: list[int]
-    text: str
+    token_ids: list[int]  # decoded after the forced tokens
+    text: str  # of token_ids, cut at a stop string
     reused_tokens: int
     prompt_s: float
     decode_s: float
     prompt_tokens_per_s: float
     decode_tokens_per_s: float
-    stop_reason: str  # "eos" | "stop" | "max_tokens" | "cancelled"
+    stop_reason: str  # "eos" | "stop" | "max_tokens" | "cancelled" | "unforced" (no tokens spell forced_prefix)
     drafted: int = 0
     accepted: int = 0
+    forced_ids: list[int] = []  # the tokens that spell forced_prefix
+    forced_text: str = ""  # what they add past it (the last one's text may run on: " =" for " ")
 
 
 def choose(logits: np.ndarray, opts: GenerateOptions, rng: np.random.Generator) -> int:
@@ -274,18 +267,75 @@ def lookup_draft(history: Sequence[int], source: Sequence[int], ngram: int, k: i
 
 
 class _TextStream:
-    """Incremental detokenization that never emits half a UTF-8 character."""
+    """Incremental detokenization that never emits half a UTF-8 character. `head` goes out with the first piece."""
 
-    def __init__(self, tokenizer, on_text: Callable[[str], None] | None):
+    def __init__(self, tokenizer, on_text: Callable[[str], None] | None, head: str = ""):
         self.tokenizer, self.on_text, self.sent = tokenizer, on_text, 0
+        self.unsent_head = head
         self.text = ""
 
     def update(self, ids: list[int]) -> str:
         self.text = self.tokenizer.decode(ids, skip_special_tokens=False)
         if self.on_text is not None and not self.text.endswith("\ufffd") and len(self.text) > self.sent:
-            self.on_text(self.text[self.sent :])
+            self.on_text(self.unsent_head + self.text[self.sent :])
+            self.unsent_head = ""
             self.sent = len(self.text)
         return self.text
+
+
+# ---------------------------------------------------------------------- the steps of generate (named as in gpt-fast)
+
+MAX_FORCED_TOKENS = 16  # a forced prefix is the few characters a prompt backed off: needing more tokens is no fit
+
+
+def prefill(decoder: Decoder, prompt_ids: list[int]) -> tuple[np.ndarray, int]:
+    """Evaluate the prompt, reusing the longest cached prefix: (logits after its last token, tokens reused)."""
+    reused = min(common_prefix_len(decoder.tokens, prompt_ids), len(prompt_ids) - 1)
+    return decoder.prefill(prompt_ids), reused
+
+
+def decode_one_token(decoder: Decoder, token: int) -> np.ndarray:
+    """Evaluate one token: logits for the next."""
+    return decoder.step(token)
+
+
+def force_prefix(decoder: Decoder, logits: np.ndarray, prefix: str,
+                 cancel: threading.Event | None = None) -> tuple[list[int], str] | None:
+    """Token healing: spell `prefix` with the most likely tokens consistent with it (greedy, whatever the sampling
+    options), evaluating all but the last: (their ids, what the last one adds past `prefix`). None when cancelled or
+    when the vocabulary cannot spell it within MAX_FORCED_TOKENS."""
+    texts = decoder.bundle.token_texts
+    ids: list[int] = []
+    remaining = prefix
+    for _ in range(MAX_FORCED_TOKENS):
+        cand = texts.consistent_with(remaining)
+        if cand.size == 0 or (cancel is not None and cancel.is_set()):
+            return None
+        tok = int(cand[int(np.argmax(np.asarray(logits)[cand]))])
+        ids.append(tok)
+        text = texts.text[tok]
+        if text.startswith(remaining):
+            return ids, text[len(remaining) :]
+        remaining = remaining[len(text) :]
+        logits = decode_one_token(decoder, tok)
+    return None
+
+
+def speculative_step(decoder: Decoder, token: int, draft: list[int]) -> tuple[int, np.ndarray]:
+    """Evaluate `token` and a draft in one batch and keep the drafted tokens greedy decoding would have chosen:
+    (how many, logits after the last one kept). The cache past them is dropped."""
+    base = len(decoder.tokens)
+    rows = decoder.verify([token] + draft)  # row j holds the model's choice after draft[j - 1]
+    n_ok = 0
+    while n_ok < len(draft) and int(np.argmax(rows[n_ok])) == draft[n_ok]:
+        n_ok += 1
+    decoder.truncate(base + 1 + n_ok)
+    return n_ok, rows[n_ok]
+
+
+def _cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
+    hits = [text.find(s) for s in stop_strings if s in text]
+    return text[: min(hits)] if hits else text
 
 
 def generate(
@@ -296,24 +346,36 @@ def generate(
     on_text: Callable[[str], None] | None = None,
     lookup_ids: Sequence[int] | None = None,
 ) -> GenerateResult:
-    """Prefill (reusing the cached prefix), then decode until a stop rule; speculation only when greedy."""
+    """Prefill, spell the forced prefix, then decode one token or, greedy only, one speculative step (a prompt-lookup
+    draft from `lookup_ids` + the sequence so far) at a time until a stop rule. `on_text` streams forced_text + text."""
     opts = opts or GenerateOptions()
     rng = np.random.default_rng(opts.seed)
     stop_ids = set(opts.stop_token_ids) | set(decoder.meta.eos_ids)
     prompt_ids = list(prompt_ids)
     t0 = time.perf_counter()
-    reused = min(decoder.common_prefix(prompt_ids), len(prompt_ids) - 1)
-    logits = decoder.prefill(prompt_ids)
+    logits, reused = prefill(decoder, prompt_ids)
+    reason: str | None = None
+    forced, forced_text, budget = [], "", opts.max_new_tokens
+    if opts.forced_prefix:
+        spelled = force_prefix(decoder, logits, opts.forced_prefix, cancel)
+        if spelled is None:
+            reason = "cancelled" if cancel is not None and cancel.is_set() else "unforced"
+        else:
+            forced, forced_text = spelled
+            budget = max(1, budget - len(forced))
+            if opts.stop_in_forced and any(s in forced_text for s in opts.stop_strings):
+                reason = "stop"
+            else:
+                logits = decode_one_token(decoder, forced[-1])
     out: list[int] = []
-    stream = _TextStream(decoder.bundle.tokenizer, on_text)
+    stream = _TextStream(decoder.bundle.tokenizer, on_text, head=forced_text)
     speculate = opts.speculate and opts.temperature <= 0.0
     lookup = PromptLookup(list(lookup_ids) if lookup_ids is not None else [], opts.ngram, opts.min_ngram) if speculate else None
     if lookup is not None:
-        lookup.extend(prompt_ids)
+        lookup.extend(prompt_ids + forced)
     drafted = accepted = 0
-    reason = "max_tokens"
     t_first = None
-    while len(out) < opts.max_new_tokens:
+    while reason is None and len(out) < budget:
         if cancel is not None and cancel.is_set():
             reason = "cancelled"
             break
@@ -330,45 +392,31 @@ def generate(
         if any(s in text for s in opts.stop_strings):
             reason = "stop"
             break
-        if len(out) >= opts.max_new_tokens:
+        if len(out) >= budget:
             break
-        room = min(opts.draft_tokens, opts.max_new_tokens - len(out) - 1, decoder.max_context - len(decoder.tokens) - 2)
+        room = min(opts.draft_tokens, budget - len(out) - 1, decoder.max_context - len(decoder.tokens) - 2)
         draft = lookup.draft(room) if lookup is not None and room > 0 else []
         if not draft:
-            logits = decoder.step(token)
+            logits = decode_one_token(decoder, token)
             continue
-        # verify [token, d1..dk] in one batch: row j holds the model's choice after d_j
-        base = len(decoder.tokens)
-        rows = decoder.verify([token] + draft)
+        n_ok, logits = speculative_step(decoder, token, draft)
         drafted += len(draft)
-        n_ok = 0
-        while n_ok < len(draft) and int(np.argmax(rows[n_ok])) == draft[n_ok]:
-            n_ok += 1
         accepted += n_ok
-        decoder.truncate(base + 1 + n_ok)  # keep token + accepted drafts; the rest of the cache is stale
-        logits = rows[n_ok]
-        hit_stop = False
         for d in draft[:n_ok]:
             if d in stop_ids:
-                hit_stop = True
+                reason = "eos"
                 break
             out.append(d)
             lookup.extend([d])
-            if len(out) >= opts.max_new_tokens:
+            if len(out) >= budget:
                 break
         text = stream.update(out)
-        if hit_stop:
-            reason = "eos"
-            break
-        if any(s in text for s in opts.stop_strings):
+        if reason is None and any(s in text for s in opts.stop_strings):
             reason = "stop"
-            break
+    reason = reason or "max_tokens"
     t2 = time.perf_counter()
     stream.update(out)
-    text = stream.text
-    if reason == "stop":
-        cut = min(text.find(s) for s in opts.stop_strings if s in text)
-        text = text[:cut]
+    text = _cut_at_stop(stream.text, opts.stop_strings) if reason == "stop" else stream.text
     prompt_s = (t_first or t2) - t0
     decode_s = t2 - (t_first or t2)
     evaluated = len(prompt_ids) - reused
@@ -384,5 +432,6 @@ def generate(
         stop_reason=reason,
         drafted=drafted,
         accepted=accepted,
+        forced_ids=forced,
+        forced_text=forced_text,
     )
-

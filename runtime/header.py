@@ -2,9 +2,8 @@
 
 A path can be thousands of characters (generated or deeply nested folders); the header must not take the prompt.
 A repo name keeps its head; a path keeps its tail, the file name mattering more than the folders above it. The
-server cuts further to fit a small model's context (lsp_server.fit) with the same rule and a smaller limit.
-runtime.completion applies the same cut inline (HEADER_NAME_CHARS there); tests/test_header_names.py holds the
-two together until it calls these.
+server cuts further to fit a small model's context (lsp_server.fit) with the same rule and a smaller limit; the
+prompt planner (runtime.complete.prompt) writes the header with these.
 """
 
 from __future__ import annotations

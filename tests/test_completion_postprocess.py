@@ -1,8 +1,8 @@
-"""Golden tests for runtime.completion.postprocess: one block per rule (issue 4, point 6)."""
+"""Golden tests for runtime.complete.postprocess: one block per rule (issue 4, point 6)."""
 
 import pytest
 
-from runtime.completion import (
+from runtime.complete.postprocess import (
     block_end,
     in_comment_or_string,
     is_mid_word,

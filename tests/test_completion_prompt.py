@@ -2,7 +2,8 @@
 
 import pytest
 
-from runtime.completion import ResultCache, choose_window_start, split_backoff
+from runtime.complete.cache import ResultCache
+from runtime.complete.prompt import choose_window_start, split_backoff
 
 
 def words(s: str) -> int:

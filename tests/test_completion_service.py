@@ -13,9 +13,10 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from runtime.bundle import Bundle, BundleMeta
-from runtime.completion import CompletionRequest, CompletionService
+from runtime.complete import CompletionRequest, CompletionService
+from runtime.sequences import common_prefix_len
 
-CORPUS = (Path(__file__).resolve().parents[1] / "runtime" / "completion.py").read_text()
+CORPUS = "".join(p.read_text() for p in sorted((Path(__file__).resolve().parents[1] / "runtime" / "complete").glob("*.py")))
 EOS = "<eos>"
 SPECIALS = [EOS, "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<repo_name>", "<file_sep>"]
 
@@ -35,7 +36,7 @@ def tokenizer() -> Tokenizer:
 def make_meta(tok: Tokenizer, fim: bool = False, header: bool = False) -> BundleMeta:
     ids = {s: tok.token_to_id(s) for s in SPECIALS}
     return BundleMeta(
-        architecture="llama", n_layers=1, d_model=8, n_heads=1, n_kv_heads=1, head_dim=8, d_ff=8,
+        name="test", architecture="llama", n_layers=1, d_model=8, n_heads=1, n_kv_heads=1, head_dim=8, d_ff=8,
         vocab_size=tok.get_vocab_size(), rope_theta=1e4, rms_eps=1e-5, context_length=4096, eos_ids=[ids[EOS]],
         fim_prefix_id=ids["<fim_prefix>"] if fim else None, fim_suffix_id=ids["<fim_suffix>"] if fim else None,
         fim_middle_id=ids["<fim_middle>"] if fim else None,
@@ -62,19 +63,11 @@ class OracleDecoder:
         logits[self.meta.eos_ids[0] if best is None else best] = 10.0
         return logits
 
-    def common_prefix(self, ids):
-        n = 0
-        for a, b in zip(self.tokens, ids):
-            if a != b:
-                break
-            n += 1
-        return n
-
     def truncate(self, n):
         del self.tokens[max(0, n) :]
 
     def prefill(self, ids, chunk=512, cancel=None):
-        keep = min(self.common_prefix(ids), len(ids) - 1)
+        keep = min(common_prefix_len(self.tokens, ids), len(ids) - 1)
         self.truncate(keep)
         self.evaluated += len(ids) - keep
         self.tokens = list(ids)
@@ -143,6 +136,28 @@ def test_backoff_prompt_ends_on_natural_boundary(tokenizer):
     plan = svc.plan_prompt(CompletionRequest(prefix=prefix))
     assert plan.backoff == " "
     assert tokenizer.decode(plan.ids) == prefix[:-1]
+
+
+def test_healed_token_past_the_line_end_shows_nothing(tokenizer):
+    """Line mode on a blank line: the backed-off "\n" is spelled by a token that runs past the line end, so this line
+    has nothing left to write, and nothing past that token is evaluated."""
+    svc, dec = service(tokenizer)
+    res = svc.complete(CompletionRequest(prefix="import os\n", suffix="\n\ndef total(values):\n"))
+    assert res.text == "" and res.stop_reason == "stop"
+    assert res.raw_text.startswith("\n") and res.new_tokens == 1
+    assert dec.evaluated == res.prompt_tokens
+
+
+def test_block_mode_decodes_past_a_healed_line_end(tokenizer):
+    svc, _ = service(tokenizer)
+    res = svc.complete(CompletionRequest(prefix="import os\n", suffix="", mode="block", max_new_tokens=80))
+    assert res.text.lstrip("\n").startswith("def total(values):\n    result = 0")
+
+
+def test_healing_that_needs_too_many_tokens_shows_nothing(tokenizer):
+    svc, _ = service(tokenizer)
+    res = svc.complete(CompletionRequest(prefix="def f():\n" + "\t " * 20, suffix="\n"))
+    assert res.text == "" and res.raw_text == "" and res.stop_reason == "stop" and res.new_tokens == 0
 
 
 def test_mid_word_is_skipped_without_model(tokenizer):

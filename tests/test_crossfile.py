@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import runtime.crossfile as crossfile
-from runtime.completion import CompletionRequest
+from runtime.complete import CompletionRequest
 from runtime.crossfile import ContextCollector, Snippet, build_index
 from runtime.crossfile_py import parse_imports
 from tests.test_completion_service import service, tokenizer  # noqa: F401 - fixture

@@ -8,6 +8,7 @@ import pytest
 from runtime.bundle import load_bundle
 from runtime.engine import Decoder, GenerateOptions, generate, lookup_draft
 from runtime.errors import WaferlineError
+from runtime.sequences import common_prefix_len
 
 CODE = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\n"
 
@@ -33,7 +34,7 @@ def test_prefix_reuse_gives_same_logits(bundle, decoder):
     assert decoder.tokens == ids[:5]
     again = decoder.prefill(ids)
     np.testing.assert_allclose(again, fresh, atol=1e-4)
-    assert decoder.common_prefix(ids) == len(ids)
+    assert common_prefix_len(decoder.tokens, ids) == len(ids)
 
 
 def test_truncate_then_step_matches(bundle, decoder):
@@ -52,6 +53,16 @@ def test_speculative_equals_plain_greedy(bundle, decoder):
     assert spec.token_ids == plain.token_ids
     assert spec.drafted > 0  # the draft path really ran
     assert len(plain.token_ids) == 40
+
+
+def test_forced_prefix_is_spelled_first(bundle, decoder):
+    """Token healing: the first tokens spell the forced prefix (the last may run past it), then decoding goes on."""
+    prompt = ids_of(bundle, CODE)
+    r = generate(decoder, prompt, GenerateOptions(max_new_tokens=8, speculate=False, forced_prefix="    ret"))
+    assert r.stop_reason == "max_tokens" and r.forced_ids
+    assert "".join(bundle.token_texts.text[i] for i in r.forced_ids) == "    ret" + r.forced_text
+    assert len(r.forced_ids) + len(r.token_ids) == 8
+    assert decoder.tokens[len(prompt) : len(prompt) + len(r.forced_ids)] == r.forced_ids
 
 
 def test_lookup_draft_copies_what_followed():

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from lsp_server.fit import fit_request
-from runtime.completion import CompletionRequest, CompletionService
+from runtime.complete import CompletionRequest, CompletionService
 from runtime.header import CUT_MARK, HEADER_NAME_CHARS, header_path, header_repo
 
 LONG_PATH = "/".join(f"dir{i:03d}" for i in range(120)) + "/module.py"  # 730 characters

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from lsp_server.settings import Settings
-from runtime.completion import CompletionRequest
+from runtime.complete import CompletionRequest
 from runtime.models import DEFAULT_MODEL
 from runtime.wafer.hardware import HARDWARE_PRESETS
 

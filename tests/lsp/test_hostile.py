@@ -251,7 +251,7 @@ def test_settings_race_serves_the_model_configured_last(monkeypatch, b_broken):
     from lsprotocol import types
 
     from lsp_server import language_server, server as srv, wafer_bridge
-    from runtime.completion import CompletionService
+    from runtime.complete import CompletionService
     from runtime.errors import ModelError
 
     gates = {m: threading.Event() for m in "AB"}

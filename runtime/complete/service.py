@@ -1,0 +1,241 @@
+"""The completion service: request -> cached answer, or prompt plan -> generate -> post-processing -> suggestion.
+
+No LSP here (DESIGN.md): callers hand in plain strings (prefix before the cursor, suffix after it) and get a
+`CompletionResult` back. One model, one decoder with a KV slot per document, one caller at a time (the LSP server
+runs it in a single worker thread); a document's stable prompt can be prefilled ahead of its requests (`warm`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from runtime.complete.cache import ResultCache
+from runtime.complete.postprocess import block_ended, is_mid_word, make_post_context, postprocess
+from runtime.complete.prompt import PromptPlan, PromptPlanner, control_token_ids, visible_chars
+from runtime.complete.request import CompletionRequest, CompletionResult
+from runtime.sequences import common_prefix_len
+
+if TYPE_CHECKING:  # runtime.engine/bundle are imported lazily: the pure parts must work without them
+    from runtime.bundle import Bundle
+
+COLD_SLOT = "\0cold"  # suffix of a document's second KV slot, the short cold-start window
+
+
+class _StopFlag:
+    """Duck-typed threading.Event for generate(): set by the caller's cancel Event or by our own stop rule."""
+
+    def __init__(self, outer: threading.Event | None):
+        self.outer = outer
+        self.stopped = False
+
+    def is_set(self) -> bool:
+        return self.stopped or (self.outer is not None and self.outer.is_set())
+
+    def set(self) -> None:
+        self.stopped = True
+
+    def wait(self, timeout: float | None = None) -> bool:  # present for Event compatibility
+        return self.is_set()
+
+
+class CompletionService:
+    """One model, one KV cache per document, one caller at a time."""
+
+    def __init__(self, bundle: Bundle, decoder, *, cache_size: int = 32):
+        self.bundle = bundle
+        self.meta = bundle.meta
+        self.tokenizer = bundle.tokenizer
+        self.decoder = decoder
+        self.cache = ResultCache(cache_size)
+        self.stop_ids = control_token_ids(self.meta, self.tokenizer)
+        self.prompts = PromptPlanner(self.meta, self.tokenizer, self.stop_ids)
+        self.max_context = int(getattr(decoder, "max_context", 0) or getattr(self.meta, "context_length", 2048) or 2048)
+
+    @classmethod
+    def load(cls, model: str, *, threads: int = 2, max_context: int = 2048, kv_slots: int = 4) -> CompletionService:
+        """Resolve a model name or path, load its bundle, open a Decoder with `kv_slots` document caches.
+        Raises runtime.errors.WaferlineError."""
+        from runtime.bundle import load_bundle
+        from runtime.engine import Decoder
+        from runtime.models import resolve_model
+
+        bundle = load_bundle(resolve_model(model))
+        decoder = Decoder(bundle, threads=threads, max_context=max_context, max_slots=kv_slots)
+        svc = cls(bundle, decoder)
+        svc.max_context = max_context
+        return svc
+
+    def encode(self, text: str) -> list[int]:
+        return self.prompts.encode(text)
+
+    def count_tokens(self, text: str) -> int:
+        return self.prompts.count_tokens(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    # -- completion ----------------------------------------------------------------------------------------------
+
+    def complete(self, req: CompletionRequest, cancel: threading.Event | None = None) -> CompletionResult:
+        """Suggest text for the cursor. Never raises on model output; a set `cancel` ends decoding at the next token."""
+        t0 = time.perf_counter()
+        if is_mid_word(req.prefix, req.suffix):
+            return CompletionResult(text="", stop_reason="skipped", skipped="mid-word")
+        if not req.prefix.strip():
+            return CompletionResult(text="", stop_reason="skipped", skipped="empty-prefix")
+        okey = self._options_key(req)
+        if req.temperature == 0.0:
+            hit = self.cache.get(req.prefix, req.suffix, okey, visible_chars(req))
+            if hit is not None:
+                return CompletionResult(
+                    text=hit, raw_text=hit, stop_reason="cached", cached=True, cpu_ms=(time.perf_counter() - t0) * 1e3
+                )
+        res = self._run_model(req, cancel, t0)
+        if res.stop_reason != "cancelled" and req.temperature == 0.0:
+            self.cache.put(req.prefix, req.suffix, okey, res.text, visible_chars(req))
+        return res
+
+    def _options_key(self, req: CompletionRequest) -> tuple:
+        """Everything besides the text that changes the answer: a different context is a different prompt."""
+        context = hash(tuple((s.path, s.text) for s in req.context))
+        return (req.mode, req.max_new_tokens, req.max_prompt_tokens, round(req.temperature, 4), req.seed, req.path, context)
+
+    def _run_model(self, req: CompletionRequest, cancel: threading.Event | None, t0: float) -> CompletionResult:
+        """Plan, generate with the backed-off text as forced prefix (token healing), post-process."""
+        from runtime.engine import GenerateOptions, generate
+
+        plan, cold = self.plan_for_cache(req)  # leaves the slot it planned for current
+        ctx = make_post_context(req.prefix, req.suffix, req.mode)
+        stop = _StopFlag(cancel)
+        reused = common_prefix_len(getattr(self.decoder, "tokens", []), plan.ids)
+        streamed: list[str] = []
+
+        def on_text(piece: str) -> None:
+            streamed.append(piece)
+            if req.mode == "block" and block_ended("".join(streamed), ctx):
+                stop.set()
+
+        opts = GenerateOptions(
+            max_new_tokens=max(1, min(req.max_new_tokens, self.max_context - len(plan.ids) - 2)),
+            temperature=req.temperature,
+            seed=req.seed,
+            stop_token_ids=self.stop_ids,
+            stop_strings=["\n"] if req.mode == "line" else ["```", "\n\n\n"],
+            speculate=req.speculate,
+            forced_prefix=plan.backoff,
+            # line mode: a healed token past the line end leaves nothing to write; block mode: a healed run of blank
+            # lines ("\n\n\n") comes before the block, it does not end it
+            stop_in_forced=req.mode == "line",
+        )
+        gen = generate(self.decoder, plan.ids, opts, cancel=stop, on_text=on_text, lookup_ids=plan.lookup_ids)
+        if plan.backoff and not gen.forced_ids:  # cancelled while healing, or no tokens spell the backed-off text
+            reason = "cancelled" if gen.stop_reason == "cancelled" else "stop"
+            return self._nothing("", reason, t0, len(plan.ids), reused)
+        if req.mode == "line" and "\n" in gen.forced_text:  # the healed token ends the line: nothing left to write
+            return self._nothing(gen.forced_text, "stop", t0, len(plan.ids), reused, len(gen.forced_ids))
+        new_ids = gen.forced_ids + gen.token_ids
+        full = self.decode(new_ids)
+        raw = full[len(plan.backoff) :] if full.startswith(plan.backoff) else ""
+        reason = gen.stop_reason
+        if reason == "cancelled" and stop.stopped and not (cancel is not None and cancel.is_set()):
+            reason = "stop"  # our block-end rule, not the caller
+        return CompletionResult(
+            text="" if reason == "cancelled" else postprocess(raw, ctx),
+            raw_text=raw,
+            stop_reason=reason,
+            prompt_tokens=len(plan.ids),
+            reused_tokens=min(reused, len(plan.ids)),
+            new_tokens=len(new_ids),
+            cpu_ms=(time.perf_counter() - t0) * 1e3,
+            prompt_ms=gen.prompt_s * 1e3,
+            decode_ms=gen.decode_s * 1e3,
+            cpu_tokens_per_s=gen.decode_tokens_per_s,
+            drafted=gen.drafted,
+            accepted=gen.accepted,
+            cold=cold,
+        )
+
+    @staticmethod
+    def _nothing(raw: str, reason: str, t0: float, prompt_tokens: int, reused: int,
+                 new_tokens: int = 0) -> CompletionResult:
+        """An empty suggestion after the prompt was evaluated (no decode timings)."""
+        return CompletionResult(
+            text="",
+            raw_text=raw,
+            stop_reason=reason,
+            prompt_tokens=prompt_tokens,
+            reused_tokens=min(reused, prompt_tokens),
+            new_tokens=new_tokens,
+            cpu_ms=(time.perf_counter() - t0) * 1e3,
+        )
+
+    # -- prompt plans and KV slots -------------------------------------------------------------------------------
+
+    def plan_for_cache(self, req: CompletionRequest) -> tuple[PromptPlan, bool]:
+        """The full plan in the document's KV slot, or -- when its uncached part is over `req.cold_prompt_tokens` --
+        a short-window plan in the document's cold slot, which answers within the cold-start latency; True then.
+        Leaves the slot it planned for current."""
+        full = self.plan_prompt(req)
+        short = self._cold_plan(req, full)
+        return (full, False) if short is None else (short, True)
+
+    def _cold_plan(self, req: CompletionRequest, full: PromptPlan) -> PromptPlan | None:
+        """Makes the document's slot current; when more than `req.cold_prompt_tokens` of `full` are not in it, the
+        short-window plan (3/4 of that budget before the cursor, 1/4 after) with the document's cold slot current.
+        The short window has a slot of its own, so prefilling the full window in the background never evicts it,
+        and it is not remembered as the window start."""
+        self._use_slot(req.doc_key)
+        cached = common_prefix_len(getattr(self.decoder, "tokens", []), full.ids)
+        if req.cold_prompt_tokens <= 0 or len(full.ids) - cached <= req.cold_prompt_tokens:
+            return None
+        short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
+                                        max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4))
+        self._use_slot(req.doc_key + COLD_SLOT)
+        return self.plan_prompt(short, remember=False)
+
+    def plan_prompt(self, req: CompletionRequest, remember: bool = True) -> PromptPlan:
+        """Token ids for `req` (see PromptPlanner.plan); `remember` keeps the document's window start."""
+        return self.prompts.plan(req, self.max_context, remember)
+
+    def _use_slot(self, doc_key: str) -> None:
+        use = getattr(self.decoder, "use_slot", None)  # test doubles have one cache
+        if use is not None:
+            use(doc_key)
+
+    def warm(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64,
+             at_cursor: bool = True) -> int:
+        """Prefill the part of `req`'s prompt that stays put while the user types there into the document's KV slot,
+        so the request that follows evaluates only what is new: through `<|fim_middle|>` when the cursor is known
+        (`at_cursor`), else only the header and the lines above it (a file just opened). Small chunks: a real
+        request cancels this within one chunk. Returns the tokens now cached."""
+        if not req.prefix.strip():
+            return 0
+        full = self.plan_prompt(req)
+        if at_cursor and req.cold_prompt_tokens > 0:
+            short = self._cold_plan(req, full)
+            if short is not None:  # first the short window a request would use right now (its own slot)
+                self._prefill_stable(short, at_cursor, cancel, chunk)
+        self._use_slot(req.doc_key)
+        return self._prefill_stable(full, at_cursor, cancel, chunk)
+
+    def _prefill_stable(self, plan: PromptPlan, at_cursor: bool, cancel: threading.Event | None, chunk: int) -> int:
+        stable = plan.ids
+        if plan.fim:
+            stop_at = self.meta.fim_middle_id if at_cursor else self.meta.fim_suffix_id
+            stable = plan.ids[: plan.ids.index(stop_at) + (1 if at_cursor else 0)]
+        if stable and not (cancel is not None and cancel.is_set()):
+            self.decoder.prefill(stable, chunk=chunk, cancel=cancel)
+        return common_prefix_len(getattr(self.decoder, "tokens", []), stable)
+
+    def forget(self, doc_key: str) -> None:
+        """A closed document: drop its KV slots and window state."""
+        self.prompts.forget(doc_key)
+        drop = getattr(self.decoder, "drop_slot", None)
+        if drop is not None:
+            drop(doc_key)
+            drop(doc_key + COLD_SLOT)
