@@ -126,13 +126,17 @@ def install(out_dir: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelError(f"cannot create {out_dir.parent}: {exc.strerror}") from None
-    recover(out_dir)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    except OSError as exc:
-        raise ModelError(f"cannot write in {out_dir.parent}: {exc.strerror}") from None
-    try:
-        with _flock(tmp):
+    with contextlib.ExitStack() as building:
+        # The partial is created and locked under the parent's lock, where every recover runs: a concurrent install
+        # never sees it unlocked (as a dead builder's) between mkdtemp and its flock, and removes it.
+        with _flock(out_dir.parent):
+            _recover_locked(out_dir)
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+            except OSError as exc:
+                raise ModelError(f"cannot write in {out_dir.parent}: {exc.strerror}") from None
+            building.enter_context(_flock(tmp))
+        try:
             write(tmp)
             with _flock(out_dir.parent):
                 check_target(out_dir)  # again: another process may have put something there meanwhile
@@ -143,8 +147,8 @@ def install(out_dir: str | os.PathLike, write: Callable[[Path], None]) -> Path:
                     _remove_ours(old)
                 else:
                     os.rename(tmp, out_dir)
-    except BaseException:
-        if tmp.exists():
-            _remove_ours(tmp)
-        raise
+        except BaseException:
+            if tmp.exists():
+                _remove_ours(tmp)
+            raise
     return out_dir

@@ -127,6 +127,32 @@ def test_concurrent_converts_of_one_model_both_succeed(tiny_gguf, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same"]
 
 
+def test_a_partial_is_never_seen_unlocked_by_a_concurrent_recover(tiny_gguf, tmp_path, monkeypatch):
+    """Another process's recover runs right after our partial directory is created: it must wait for the parent's
+    lock, not take the not-yet-locked partial for a dead builder's and remove it (seen once in CI: a traceback)."""
+    import tempfile
+
+    out = tmp_path / "b"
+    real_mkdtemp = tempfile.mkdtemp
+    waited = []
+
+    def mkdtemp_then_recover_elsewhere(*args, **kwargs):
+        made = real_mkdtemp(*args, **kwargs)
+        if ".partial-" in made and not waited:
+            code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from runtime import bundle_store; bundle_store.recover({str(out)!r})"
+            try:
+                subprocess.run([sys.executable, "-c", code], timeout=3, check=True)
+                waited.append(False)  # it ran to the end: it was not kept out while the partial was unlocked
+            except subprocess.TimeoutExpired:
+                waited.append(True)  # blocked on the parent's lock, as it must be
+        return made
+
+    monkeypatch.setattr(bundle_store.tempfile, "mkdtemp", mkdtemp_then_recover_elsewhere)
+    convert(tiny_gguf, out, progress=False)
+    assert waited == [True]
+    assert bundle_store.is_our_bundle(out) and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
 def _kill_during_convert(gguf: Path, out: Path, delay_s: float) -> None:
     proc = subprocess.Popen(CLI + ["model", "convert", str(gguf), "--out", str(out)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
