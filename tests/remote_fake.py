@@ -113,7 +113,11 @@ def sse_answer(body: bytes, *, cut_after: int | None = None, then_wait: bool = F
             if cut_after is not None and i == cut_after:
                 h.connection.shutdown(socket.SHUT_RDWR)
                 return
-            h.send_chunk(event)
+            try:
+                h.send_chunk(event)
+            except (BrokenPipeError, ConnectionResetError):
+                h.server.disconnected.set()  # the client hung up before the last event: what a cancel does
+                return
         if then_wait:
             h.wait_for_hangup()
             return
