@@ -1,14 +1,20 @@
 """The language server completing from a REAL remote server: llama-cpp-python's `python -m llama_cpp.server` on a
 tiny Qwen GGUF (tests/llama_server.py), through the OpenAI-compatible dialect. Skipped with a one-line reason when
 that server cannot start here. The server is stopped and started again on the same port: the editor gets empty
-suggestions and one message meanwhile, and suggestions again once it is back."""
+suggestions and one message meanwhile, and suggestions again once it is back. Stale streams are checked against the
+in-process fake server of tests/remote_fake.py, which can hold a stream open until the client hangs up."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from llama_server import RealServer, started_server
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
+from remote_fake import FakeServer, json_answer, sse_answer
+from remote_fixtures import documented as doc
 
 from runtime.remote import FIM_TEMPLATES
 from runtime.remote.fim import DISTINCTIVE_MARKERS
@@ -91,3 +97,57 @@ async def test_a_server_down_at_start_is_said_once_and_needs_no_restart(client: 
     finally:
         down.stop()
         assert llama.start() is None  # as the module found it
+
+
+def edited(client: LanguageClient, version: int, line6: str) -> None:
+    """The user typed: SAMPLE's last line becomes `line6` (a new prefix, so no cached answer)."""
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=version),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=SAMPLE.replace("    return \n", line6 + "\n"))]))
+
+
+def send_inline(client: LanguageClient, line: int, character: int, msg_id: str):
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=URI), position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic))
+    return asyncio.wrap_future(client.protocol.send_request(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id))
+
+
+async def test_a_newer_keystroke_or_a_cancel_closes_the_stale_stream(client: LanguageClient):
+    """A stream that sent one piece and then stalls is closed -- the server sees the disconnect -- when the user
+    types again (the newer request then answers) and when the editor sends $/cancelRequest."""
+    first_piece_then_stall = sse_answer(doc.vllm_stream(["fib"]).split(b"\n\n")[0] + b"\n\n", then_wait=True)
+    with FakeServer() as srv:
+        srv.routes[("GET", "/v1/models")] = json_answer(200, {"object": "list", "data": [
+            {"id": doc.QWEN, "object": "model", "owned_by": "vllm"}]})
+        srv.routes[("POST", "/v1/completions")] = first_piece_then_stall
+
+        def posts() -> int:
+            return sum(r.method == "POST" for r in srv.requests)
+
+        await start(client, {"backend": "openai-raw", "endpoint": srv.url + "/v1"})
+        st = await status(client)
+        assert (st["state"], st["backend"]["dialect"], st["backend"]["probe"]["fim_template"]) == (
+            "ready", "openai-raw", "qwen2.5-coder")  # the template follows the served model's name
+        open_doc(client, URI, SAMPLE)
+
+        stale = send_inline(client, 6, 11, "stale")
+        assert await until(lambda: posts() == 1)
+        srv.routes[("POST", "/v1/completions")] = sse_answer(doc.vllm_stream(["(n - 1)", "\n"]))
+        edited(client, 2, "    return fibonacci")
+        newer = await inline(client, URI, 6, 20)
+        assert await until(srv.disconnected.is_set)
+        assert [i.insert_text for i in newer.items] == ["(n - 1)"]
+        assert not (await asyncio.wait_for(stale, 30)).items  # superseded: nothing to show
+
+        srv.disconnected.clear()
+        srv.routes[("POST", "/v1/completions")] = first_piece_then_stall
+        edited(client, 3, "    return fib")
+        cancelled = send_inline(client, 6, 14, "cancelled")
+        assert await until(lambda: posts() == 3)
+        client.cancel_request(types.CancelParams(id="cancelled"))
+        assert await until(srv.disconnected.is_set)
+        with pytest.raises(JsonRpcException) as info:
+            await asyncio.wait_for(cancelled, 30)
+        assert info.value.code == -32800  # RequestCancelled
+        assert (await status(client))["state"] == "ready"
