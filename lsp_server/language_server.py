@@ -415,8 +415,9 @@ class WaferlineServer(RemoteLink, LanguageServer):
             served = svc.remote.model
         elif svc is not None and self.loaded_key is not None:
             served = self.loaded_key[1]
+        remote = self.settings.backend != "local"
         return {
-            "model": self.settings.model,
+            "model": (self.settings.remote_model or served or None) if remote else self.settings.model,
             "served_model": served,  # "ready" only when it is the configured model
             "generation": self.generation,
             "background": self.scheduler.pending(background=True),  # prefill jobs using idle time

@@ -44,7 +44,7 @@ async def test_completes_from_the_remote_server_says_one_outage_and_recovers(cli
     probe = st["backend"]["probe"]
     assert (st["state"], st["backend"]["kind"], st["backend"]["endpoint"]) == ("ready", "openai", llama.url)
     assert (probe["reachable"], probe["server"], probe["dialect"]) == (True, "llama-cpp-python", "openai-raw")
-    assert probe["models"] == [str(llama.gguf)] and st["served_model"] == str(llama.gguf)
+    assert probe["models"] == [str(llama.gguf)] and st["model"] == st["served_model"] == str(llama.gguf)
     assert "llama-cpp-python" in st["message"] and "openai-raw" in st["message"]
     # the probe switched `suffix` to raw FIM prompts for this server: said once, as a warning
     assert await until(lambda: len(shown(client, types.MessageType.Warning)) == 1)
@@ -151,3 +151,32 @@ async def test_a_newer_keystroke_or_a_cancel_closes_the_stale_stream(client: Lan
             await asyncio.wait_for(cancelled, 30)
         assert info.value.code == -32800  # RequestCancelled
         assert (await status(client))["state"] == "ready"
+
+
+def models_answer(model: str):
+    return json_answer(200, {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "vllm"}]})
+
+
+async def test_remote_settings_reload_like_a_model_change(client: LanguageClient, tiny_bundle):
+    """A new endpoint probes the new server; backend local loads the local model again; and back to remote."""
+    with FakeServer() as a, FakeServer() as b:
+        a.routes[("GET", "/v1/models")] = models_answer("Qwen/Qwen2.5-Coder-1.5B")
+        b.routes[("GET", "/v1/models")] = models_answer("bigcode/starcoder2-3b")
+        await start(client, {"model": str(tiny_bundle), "backend": "openai-raw", "endpoint": a.url + "/v1"})
+        st = await status(client)
+        assert (st["state"], st["model"], st["backend"]["probe"]["fim_template"]) == (
+            "ready", "Qwen/Qwen2.5-Coder-1.5B", "qwen2.5-coder")
+        for settings, model, template in (({"endpoint": b.url + "/v1"}, "bigcode/starcoder2-3b", "starcoder"),
+                                          ({"backend": "local"}, str(tiny_bundle), None),
+                                          ({"backend": "openai-raw"}, "bigcode/starcoder2-3b", "starcoder")):
+            before = st["generation"]
+            client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+                settings={"waferline": {**st["settings"], **settings}}))
+            for _ in range(500):
+                st = await status(client)
+                if st["generation"] > before and st["state"] != "loading":
+                    break
+                await asyncio.sleep(0.02)
+            assert (st["state"], st["model"], st["served_model"]) == ("ready", model, model), settings
+            probe = st["backend"].get("probe")
+            assert (probe or {}).get("fim_template") == template
