@@ -277,7 +277,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
 
     async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
         """Run one completion on the worker; None when not ready, superseded or cancelled."""
-        if self.service is None or (self.state != "ready" and self.remote_error is None):
+        failing_remote = self.state == "error" and self.remote_error is not None
+        if self.service is None or not (self.state == "ready" or failing_remote):
             return None  # a remote server that failed is still asked: its next answer is the recovery
         hardware = self.settings.hardware
         self.last_context = [{"path": c.path, "lines": [c.start_line, c.end_line], "kind": c.kind} for c in req.context]
