@@ -331,6 +331,9 @@ async def simulate(ls: WaferlineServer, params: Any = None) -> dict[str, Any]:
             )
     if ls.service is None:
         raise JsonRpcException(message=f"no model loaded ({ls.state}: {ls.message})", code=REQUEST_FAILED)
+    if not hasattr(ls.service, "bundle"):
+        raise JsonRpcException(message=f"the wafer simulation needs a local model; backend is {ls.settings.backend}",
+                               code=REQUEST_FAILED)
     try:
         return await asyncio.to_thread(wafer_bridge.simulate, ls.service.bundle.path, hardware)
     except wafer_bridge.WaferUnavailable as exc:

@@ -18,7 +18,12 @@ from runtime.errors import ModelError
 from runtime.header import CUT_MARK, header_path, header_repo
 
 if TYPE_CHECKING:
-    from runtime.complete import CompletionRequest, CompletionService
+    from lsp_server.settings import Settings
+    from runtime.complete import (
+        CompletionRequest,
+        CompletionService,
+        RemoteCompletionService,
+    )
 
 HEADER_SHARE = 8  # the `<repo_name>NAME<file_sep>PATH` header gets at most 1/8 of the context
 FIXED_INPUTS = ("input_ids", "seqlens_k", "total_sequence_length", "last_logits")
@@ -80,7 +85,22 @@ def load_service(model: str, *, threads: int, max_context: int, kv_slots: int = 
     return svc
 
 
-def fit_request(svc: CompletionService, req: CompletionRequest) -> CompletionRequest:
+def load_remote_service(s: Settings) -> RemoteCompletionService:
+    """The remote backend the settings describe, probed (bounded by its timeouts; a server that is down is not an
+    error here: requests probe again until it answers). Raises RemoteError for settings that cannot work."""
+    from runtime.complete import RemoteCompletionService
+    from runtime.remote import RemoteBackend, RemoteConfig
+
+    timeout_s = s.remote_timeout_ms / 1000
+    config = RemoteConfig(dialect=s.backend, endpoint=s.endpoint, model=s.remote_model or None,  # type: ignore[arg-type]
+                          fim_template=s.fim_template or None, api_key_env=s.api_key_env or None,
+                          connect_timeout=min(3.0, timeout_s), read_timeout=timeout_s, verify_tls=s.verify_tls)
+    svc = RemoteCompletionService(RemoteBackend(config), max_context=s.max_context)
+    svc.probe()
+    return svc
+
+
+def fit_request(svc: CompletionService | RemoteCompletionService, req: CompletionRequest) -> CompletionRequest:
     """`req` cut to the loaded model: token budgets within its context, the header within 1/HEADER_SHARE of it."""
     ctx = int(svc.max_context)
     suffix = min(req.max_suffix_tokens, ctx // 8)
@@ -89,7 +109,7 @@ def fit_request(svc: CompletionService, req: CompletionRequest) -> CompletionReq
     repo = None if req.repo_name is None else header_repo(req.repo_name)
     path = None if req.path is None else header_path(req.path)
     budget = max(ctx // HEADER_SHARE, 4)
-    while path and len(svc.encode(f"{header_repo(repo)}{path}\n")) + 2 > budget:
+    while path and svc.count_tokens(f"{header_repo(repo)}{path}\n") + 2 > budget:
         # half the tail each time; a path this short no longer gets shorter by cutting: no header at all then
         path = header_path(path, len(path) // 2) if len(path) > 2 * len(CUT_MARK) else None
     return msgspec.structs.replace(req, max_suffix_tokens=suffix, max_new_tokens=new, max_prompt_tokens=prompt,

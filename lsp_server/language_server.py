@@ -23,11 +23,16 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
 from lsp_server.context import cursor_split, workspace_relative
-from lsp_server.fit import fit_request, load_service
+from lsp_server.fit import fit_request, load_remote_service, load_service
 from lsp_server.protocol import METRICS, WaferlineProtocol
+from lsp_server.remote_link import RemoteLink
 from lsp_server.scheduler import InferenceScheduler
 from lsp_server.settings import SECTION, Settings, parse_settings, to_json
-from runtime.complete import CompletionRequest, CompletionResult
+from runtime.complete import (
+    CompletionRequest,
+    CompletionResult,
+    RemoteCompletionService,
+)
 from runtime.crossfile import ContextCollector
 
 log = logging.getLogger("waferline.lsp")
@@ -46,13 +51,16 @@ MODEL_KEY = "\0model"  # scheduler key of model (re)loads: never superseded by c
 INDEX_DELAY_S = 1.0  # a document being typed in is re-indexed for context once typing pauses this long
 
 
-class WaferlineServer(LanguageServer):
+class WaferlineServer(RemoteLink, LanguageServer):
     def __init__(self) -> None:
         super().__init__("waferline", _version(), protocol_cls=WaferlineProtocol, max_workers=4)
         self.settings = Settings()
         self.state = "loading"  # loading | ready | error | disabled
         self.message = "waiting for initialized"
-        self.service = None  # runtime.complete.CompletionService once loaded
+        self.service = None  # runtime.complete.CompletionService (or RemoteCompletionService) once loaded
+        self.ready_message = ""  # what `message` says while the loaded service works
+        self.remote_error: str | None = None  # the remote server's failure, shown once; the next answer clears it
+        self.fallback_shown: str | None = None  # the remote dialect fallback already shown
         self.loaded_key: tuple | None = None  # model_key() of self.service
         self.pending_key: tuple | None = None  # model_key() of the latest load requested, until it ends
         self.generation = 0  # bumped by every load request: a load that is no longer the latest is discarded
@@ -120,8 +128,17 @@ class WaferlineServer(LanguageServer):
         return got[0] if got else None
 
     def model_key(self) -> tuple:
+        """What a (re)load depends on: a change of any of it loads anew."""
         s = self.settings
-        return (s.model, s.threads, s.max_context, s.kv_slots)
+        if s.backend != "local":
+            return (s.backend, s.endpoint, s.remote_model, s.fim_template, s.api_key_env, s.remote_timeout_ms,
+                    s.verify_tls, s.max_context)
+        return ("local", s.model, s.threads, s.max_context, s.kv_slots)
+
+    def source_label(self) -> str:
+        """What suggestions come from, for messages: the model, or the remote backend and its endpoint."""
+        s = self.settings
+        return s.model if s.backend == "local" else f"the {s.backend} server at {s.endpoint or '(no endpoint)'}"
 
     def reconcile_model(self, old: Settings | None = None) -> None:
         """Load, reload or drop the model so it matches the settings: the model served is the one configured last."""
@@ -137,7 +154,8 @@ class WaferlineServer(LanguageServer):
             if self.service is not None and self.loaded_key == key:
                 self.generation += 1  # e.g. A -> B -> A while B loads: B is dropped, A keeps serving
                 self.pending_key = None
-                self.state, self.message = "ready", f"{self.settings.model} ready"
+                if self.remote_error is None:  # a failing remote server stays "error" until it answers
+                    self.state, self.message = "ready", self.ready_message
                 return
         self.start_load()
 
@@ -147,7 +165,7 @@ class WaferlineServer(LanguageServer):
             self.generation += 1
             gen = self.generation
             self.pending_key = key
-            self.state, self.message = "loading", f"loading {self.settings.model}"
+            self.state, self.message = "loading", f"loading {self.source_label()}"
         token = None
         caps = self.client_capabilities
         if caps is not None and caps.window is not None and caps.window.work_done_progress:
@@ -157,8 +175,8 @@ class WaferlineServer(LanguageServer):
             except Exception as exc:  # noqa: BLE001
                 log.debug("progress create failed: %s", exc)
                 token = None
-        model = self.settings.model
-        threads, max_context, kv_slots = self.settings.threads, self.settings.max_context, self.settings.kv_slots
+        settings, model = self.settings, self.source_label()
+        threads, max_context, kv_slots = settings.threads, settings.max_context, settings.kv_slots
 
         def progress(fn_name: str, value) -> None:
             if token is not None:
@@ -171,12 +189,16 @@ class WaferlineServer(LanguageServer):
             t0 = time.perf_counter()
             progress("begin", types.WorkDoneProgressBegin(title="waferline", message=f"loading {model}", cancellable=False))
             try:
-                svc = load_service(model, threads=threads, max_context=max_context, kv_slots=kv_slots)
+                if settings.backend == "local":
+                    svc = load_service(settings.model, threads=threads, max_context=max_context, kv_slots=kv_slots)
+                else:
+                    svc = load_remote_service(settings)
             except Exception as exc:  # noqa: BLE001 - any failure leaves the server up, in "error"
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if not getattr(exc, "__module__", "").startswith("runtime"):
                     log.exception("model load failed")
-                message = f"cannot load model {model!r}: {msg}"
+                message = (f"cannot load model {model!r}: {msg}" if settings.backend == "local"
+                           else f"cannot use {model}: {msg}")
                 progress("end", types.WorkDoneProgressEnd(message="failed"))
                 with self._load_lock:
                     if gen != self.generation:
@@ -192,12 +214,21 @@ class WaferlineServer(LanguageServer):
                     progress("end", types.WorkDoneProgressEnd(message="superseded"))
                     return None
                 self.service, self.loaded_key, self.pending_key = svc, key, None
-                self.state = "ready"
-                self.message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
+                self.remote_error = self.fallback_shown = None
+                if isinstance(svc, RemoteCompletionService):
+                    self.ready_message = svc.probe_result.message if svc.probe_result else model
+                else:
+                    self.ready_message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
+                self.state, self.message = "ready", self.ready_message
             log.info("%s", self.message)
-            from lsp_server import wafer_bridge
+            if isinstance(svc, RemoteCompletionService):
+                if not svc.ready:  # the server is down or cannot complete: say so once, requests keep trying
+                    self.remote_failed(svc, svc.probe_result.message if svc.probe_result else "no answer")
+                self.show_fallback(svc)
+            else:
+                from lsp_server import wafer_bridge
 
-            wafer_bridge.warm(svc.bundle.path, self.settings.hardware)  # off the worker: completions never wait for it
+                wafer_bridge.warm(svc.bundle.path, self.settings.hardware)  # off the worker: never waited for
             progress("end", types.WorkDoneProgressEnd(message="ready"))
             return None
 
@@ -246,8 +277,9 @@ class WaferlineServer(LanguageServer):
 
     async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
         """Run one completion on the worker; None when not ready, superseded or cancelled."""
-        if self.state != "ready" or self.service is None:
-            return None
+        failing_remote = self.state == "error" and self.remote_error is not None
+        if self.service is None or not (self.state == "ready" or failing_remote):
+            return None  # a remote server that failed is still asked: its next answer is the recovery
         hardware = self.settings.hardware
         self.last_context = [{"path": c.path, "lines": [c.start_line, c.end_line], "kind": c.kind} for c in req.context]
 
@@ -255,6 +287,8 @@ class WaferlineServer(LanguageServer):
             svc = self.service
             if svc is None:
                 return None
+            if isinstance(svc, RemoteCompletionService):
+                return self.complete_remote(svc, req, cancel), None
             res = svc.complete(fit_request(svc, req), cancel)
             wafer = None
             if not res.cached and res.skipped is None and res.new_tokens:
@@ -285,8 +319,8 @@ class WaferlineServer(LanguageServer):
 
     def prefill(self, uri: str, req: CompletionRequest, at_cursor: bool) -> None:
         """Background prefill of `req`'s prompt into `uri`'s KV slot: it runs only while no request waits, and
-        the next request stops it within one 64-token chunk."""
-        if self.state != "ready" or self.service is None:
+        the next request stops it within one 64-token chunk. A remote server keeps its own prompt cache."""
+        if self.state != "ready" or self.service is None or isinstance(self.service, RemoteCompletionService):
             return
 
         def job(cancel: threading.Event):
@@ -370,15 +404,22 @@ class WaferlineServer(LanguageServer):
             "wafer_tokens_per_s": None if wafer is None else round(wafer[1], 1),
             "cached": res.cached,
             "stop_reason": res.stop_reason,
+            "backend": res.backend,
         }
         log.info("completion %s", metrics)
         self.protocol.notify(METRICS, metrics)
 
     def status(self) -> dict[str, Any]:
-        served = self.loaded_key if self.service is not None else None
+        svc = self.service
+        served = None
+        if isinstance(svc, RemoteCompletionService):
+            served = svc.remote.model
+        elif svc is not None and self.loaded_key is not None:
+            served = self.loaded_key[1]
+        remote = self.settings.backend != "local"
         return {
-            "model": self.settings.model,
-            "served_model": None if served is None else served[0],  # "ready" only when it is the configured model
+            "model": (self.settings.remote_model or served or None) if remote else self.settings.model,
+            "served_model": served,  # "ready" only when it is the configured model
             "generation": self.generation,
             "background": self.scheduler.pending(background=True),  # prefill jobs using idle time
             "state": self.state,
@@ -386,6 +427,7 @@ class WaferlineServer(LanguageServer):
             "cpu_tokens_per_s": round(self.recent_tokens_per_s, 2) if self.recent_tokens_per_s else None,
             "wafer_tokens_per_s": self.recent_wafer_tokens_per_s,
             "hardware": self.settings.hardware,
+            "backend": self.remote_status(),
             "settings": to_json(self.settings),
             "completions": self.completions,
             "queued": self.scheduler.pending(),

@@ -49,6 +49,14 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     context: bool = False
     # their budget in prompt tokens, taken from maxPromptTokens (at most half of it); 512 until measured otherwise
     context_tokens: Annotated[int, msgspec.Meta(ge=0, le=8192)] = 512
+    # where suggestions come from: the local ONNX decoder, or a remote server (runtime.remote) at `endpoint`
+    backend: Literal["local", "llamacpp", "openai", "openai-raw"] = "local"
+    endpoint: str = ""  # http://127.0.0.1:8080 for llama.cpp's /infill; http://host:8000/v1 for OpenAI-compatible
+    remote_model: str = ""  # the model name the server expects ("" = the first it lists)
+    fim_template: Literal["", "qwen2.5-coder", "starcoder", "codellama", "deepseek-coder"] = ""  # "" = from the model
+    api_key_env: str = ""  # the NAME of the environment variable holding the API key: the key is never a setting
+    remote_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600000)] = 10000  # the longest silence of the server
+    verify_tls: bool = True
 
 
 FIELD_NAMES = {f.encode_name: f.name for f in msgspec.structs.fields(Settings)}

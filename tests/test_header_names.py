@@ -61,9 +61,9 @@ def test_the_server_cut_is_the_runtime_cut(service):
 
 
 def test_a_small_context_halves_the_path_tail_then_drops_it(service):
-    small = SimpleNamespace(max_context=512, encode=service.encode)
+    small = SimpleNamespace(max_context=512, count_tokens=service.count_tokens)
     fitted = fit_request(small, CompletionRequest(prefix="x", path=LONG_PATH, repo_name="proj"))
     assert fitted.path is not None and fitted.path.startswith(CUT_MARK) and LONG_PATH.endswith(fitted.path[len(CUT_MARK) :])
     assert len(service.encode(f"proj{fitted.path}\n")) + 2 <= 512 // 8 < len(service.encode(f"proj{LONG_PATH}\n"))
-    tiny = SimpleNamespace(max_context=8, encode=service.encode)  # a budget of 4 tokens: no path fits
+    tiny = SimpleNamespace(max_context=8, count_tokens=service.count_tokens)  # a budget of 4 tokens: no path fits
     assert fit_request(tiny, CompletionRequest(prefix="x", path=LONG_PATH, repo_name="proj")).path is None

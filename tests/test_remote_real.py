@@ -5,92 +5,30 @@ lines), never from wall-clock thresholds."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import msgspec
 import pytest
+from llama_server import RealServer, started_server
 
 from runtime.remote import FIM_TEMPLATES, PromptParts, RemoteBackend, RemoteConfig, render_fim
 from runtime.remote.fim import DISTINCTIVE_MARKERS
-from runtime.tiny import write_tiny_gguf
 
-START_TIMEOUT_S = 120  # safety nets only: a server that takes longer is skipped, a log line that never comes fails
-LOG_WAIT_S = 30
 PARTS = PromptParts(prefix="import os\n\n\ndef fibonacci(n):\n    if n", suffix="\n    return n\n", path="fib.py",
                     repo="demo", extra=[("util.py", "def add(a, b):\n    return a + b")])
 MARKERS = tuple(m for t in FIM_TEMPLATES.values() for m in t.special if m.startswith("<|")) + DISTINCTIVE_MARKERS
 
 
-class RealServer:
-    def __init__(self, gguf: Path, log: Path, port: int, proc: subprocess.Popen):
-        self.gguf, self.log_path, self.port, self.proc = gguf, log, port, proc
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, pattern: str, start: int) -> re.Match:
-        """The first match of `pattern` in the log after offset `start`, waiting for the server to write it."""
-        deadline = time.monotonic() + LOG_WAIT_S
-        while time.monotonic() < deadline:
-            if m := re.compile(pattern).search(self.log(), start):
-                return m
-            time.sleep(0.05)
-        pytest.fail(f"the server never logged {pattern!r}; log tail: {self.log()[-600:]!r}")
-
-
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
-    for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"llama-cpp-python[server] is not installed here (no {module})")
-    tmp = tmp_path_factory.mktemp("real-server")
-    gguf = write_tiny_gguf(tmp / "tiny-qwen2.gguf", arch="qwen2")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                                 "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = RealServer(gguf, log, port, proc)
-    deadline = time.monotonic() + START_TIMEOUT_S
+    server = started_server(tmp_path_factory.mktemp("real-server"))
     try:
-        while True:
-            if proc.poll() is not None:
-                code = proc.returncode
-                why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                last = [ln for ln in server.log().splitlines() if ln.strip()][-1:] or ["no output"]
-                pytest.skip(f"llama_cpp.server could not start here ({why}): {last[0][:200]}")
-            try:
-                urllib.request.urlopen(f"{server.url}/models", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.skip(f"llama_cpp.server did not answer within {START_TIMEOUT_S} s here")
-                time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 def raw_backend(server: RealServer, **kw) -> RemoteBackend:

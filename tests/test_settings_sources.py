@@ -42,6 +42,12 @@ def test_runtime_defaults_come_from_the_runtime():
         req.max_new_tokens, req.max_prompt_tokens, req.temperature, req.mode)
 
 
+def test_the_fim_template_choices_are_the_runtime_templates():
+    from runtime.remote import FIM_TEMPLATES
+
+    assert set(get_args(FIELDS["fimTemplate"].type)) == {"", *FIM_TEMPLATES}
+
+
 def test_the_manifest_declares_every_server_setting_and_no_other():
     declared = {k.removeprefix("waferline.") for k in PROPERTIES if not k.startswith(("waferline.server.", "waferline.trace."))}
     assert declared == set(FIELDS)
@@ -73,7 +79,9 @@ def test_the_extension_readme_table_says_what_settings_says():
 
 
 def _shown(value: object) -> str:
-    """A default as the README writes it: `true`, `0`, `smollm2-135m`."""
+    """A default as the README writes it: `true`, `0`, `smollm2-135m`, `""`."""
+    if value == "":
+        return '""'
     if isinstance(value, bool):
         return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from runtime.complete.cache import ResultCache
-from runtime.complete.postprocess import block_ended, is_mid_word, make_post_context, postprocess
-from runtime.complete.prompt import PromptPlan, PromptPlanner, control_token_ids, visible_chars
+from runtime.complete.flow import CompletionFlow
+from runtime.complete.postprocess import block_ended, make_post_context, postprocess
+from runtime.complete.prompt import PromptPlan, PromptPlanner, control_token_ids
 from runtime.complete.request import CompletionRequest, CompletionResult
 from runtime.sequences import common_prefix_len
 
@@ -43,8 +44,8 @@ class _StopFlag:
         return self.is_set()
 
 
-class CompletionService:
-    """One model, one KV cache per document, one caller at a time."""
+class CompletionService(CompletionFlow):
+    """One model, one KV cache per document, one caller at a time: the local ONNX decoder writes the text."""
 
     def __init__(self, bundle: Bundle, decoder, *, cache_size: int = 32):
         self.bundle = bundle
@@ -80,30 +81,6 @@ class CompletionService:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     # -- completion ----------------------------------------------------------------------------------------------
-
-    def complete(self, req: CompletionRequest, cancel: threading.Event | None = None) -> CompletionResult:
-        """Suggest text for the cursor. Never raises on model output; a set `cancel` ends decoding at the next token."""
-        t0 = time.perf_counter()
-        if is_mid_word(req.prefix, req.suffix):
-            return CompletionResult(text="", stop_reason="skipped", skipped="mid-word")
-        if not req.prefix.strip():
-            return CompletionResult(text="", stop_reason="skipped", skipped="empty-prefix")
-        okey = self._options_key(req)
-        if req.temperature == 0.0:
-            hit = self.cache.get(req.prefix, req.suffix, okey, visible_chars(req))
-            if hit is not None:
-                return CompletionResult(
-                    text=hit, raw_text=hit, stop_reason="cached", cached=True, cpu_ms=(time.perf_counter() - t0) * 1e3
-                )
-        res = self._run_model(req, cancel, t0)
-        if res.stop_reason != "cancelled" and req.temperature == 0.0:
-            self.cache.put(req.prefix, req.suffix, okey, res.text, visible_chars(req))
-        return res
-
-    def _options_key(self, req: CompletionRequest) -> tuple:
-        """Everything besides the text that changes the answer: a different context is a different prompt."""
-        context = hash(tuple((s.path, s.text) for s in req.context))
-        return (req.mode, req.max_new_tokens, req.max_prompt_tokens, round(req.temperature, 4), req.seed, req.path, context)
 
     def _run_model(self, req: CompletionRequest, cancel: threading.Event | None, t0: float) -> CompletionResult:
         """Plan, generate with the backed-off text as forced prefix (token healing), post-process."""

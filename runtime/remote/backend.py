@@ -155,18 +155,22 @@ class RemoteBackend:
             if self._raw_reason is None:
                 self._raw_reason = f"{why}: sending raw FIM prompts ({name}) instead"
 
-    def request(self, parts: PromptParts, dialect: str | None = None) -> tuple[str, dict[str, Any]]:
-        """(path, JSON body) of the request `parts` become in `dialect` (default: the active one)."""
+    def request(self, parts: PromptParts, dialect: str | None = None, *, max_tokens: int | None = None,
+                temperature: float | None = None) -> tuple[str, dict[str, Any]]:
+        """(path, JSON body) of the request `parts` become in `dialect` (default: the active one); `max_tokens` and
+        `temperature` override the config's for this request (a function body needs more room than a line)."""
         c, dialect = self.config, dialect or self.dialect
+        max_tokens = c.max_tokens if max_tokens is None else max(1, max_tokens)
+        temperature = c.temperature if temperature is None else temperature
         if dialect == "llamacpp":
             above, line = split_cursor_line(parts.prefix)
             return "/infill", {
                 "input_prefix": above, "input_suffix": parts.suffix,
                 "input_extra": [{"filename": name, "text": text} for name, text in parts.extra],
                 "prompt": line,  # after llama.cpp's FIM_MID, as llama.vscode sends it: the moving part comes last
-                "n_predict": c.max_tokens, "temperature": c.temperature, "stop": list(c.stop),
+                "n_predict": max_tokens, "temperature": temperature, "stop": list(c.stop),
                 "cache_prompt": True, "t_max_predict_ms": c.t_max_predict_ms, "stream": True}
-        body: dict[str, Any] = {"max_tokens": c.max_tokens, "temperature": c.temperature, "stream": True,
+        body: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if self.model:
             body["model"] = self.model
@@ -183,23 +187,25 @@ class RemoteBackend:
             body["stop"] = stop
         return "/completions", body
 
-    def stream(self, parts: PromptParts, cancel: threading.Event) -> Iterator[str]:
+    def stream(self, parts: PromptParts, cancel: threading.Event, *, max_tokens: int | None = None,
+               temperature: float | None = None) -> Iterator[str]:
         """Text pieces of the completion as the server streams them. Setting `cancel` (from any thread) or closing
         the generator closes the connection at once, which stops the generation on the server. Raises RemoteError.
-        After the stream ends, `last_stats` describes it."""
+        After the stream ends, `last_stats` describes it. `max_tokens`/`temperature` override the config's."""
         if cancel.is_set():
             return
-        dialect = self.dialect
+        dialect, limits = self.dialect, {"max_tokens": max_tokens, "temperature": temperature}
         try:
-            yield from self._stream(dialect, parts, cancel)
+            yield from self._stream(dialect, parts, cancel, limits)
         except RemoteError as err:
             if not (dialect == "openai" and err.status == 400 and "suffix" in err.server_message.lower()):
                 raise
             self._use_raw(f"the server rejected `suffix` (400: {err.server_message})")
-            yield from self._stream("openai-raw", parts, cancel)
+            yield from self._stream("openai-raw", parts, cancel, limits)
 
-    def _stream(self, dialect: str, parts: PromptParts, cancel: threading.Event) -> Iterator[str]:
-        path, body = self.request(parts, dialect)
+    def _stream(self, dialect: str, parts: PromptParts, cancel: threading.Event,
+                limits: dict[str, Any]) -> Iterator[str]:
+        path, body = self.request(parts, dialect, **limits)
         markers = DISTINCTIVE_MARKERS + tuple(self.config.stop)
         if dialect == "openai-raw":
             markers += FIM_TEMPLATES[self._template_name()].special

@@ -24,6 +24,8 @@ export const SECTION = "waferline";
 export type Mode = "line" | "block";
 export type Hardware = "wse2" | "wse3";
 export type ServerLogLevel = "error" | "warning" | "info" | "debug";
+export type Backend = "local" | "llamacpp" | "openai" | "openai-raw";
+export type FimTemplate = "" | "qwen2.5-coder" | "starcoder" | "codellama" | "deepseek-coder";
 
 /** What the server reads (the contract's "waferline" section), camelCase as in package.json. */
 export interface ServerSettings {
@@ -42,6 +44,13 @@ export interface ServerSettings {
   prefillOnOpen: boolean;
   context: boolean;
   contextTokens: number;
+  backend: Backend;
+  endpoint: string;
+  remoteModel: string;
+  fimTemplate: FimTemplate;
+  apiKeyEnv: string;
+  remoteTimeoutMs: number;
+  verifyTls: boolean;
 }
 
 /** How to start the server; never sent to it. */
@@ -62,6 +71,8 @@ export type ConfigGetter = (key: string) => unknown;
 type Reader<T> = (value: unknown) => T | undefined;
 
 const text: Reader<string> = (v) => (typeof v === "string" && v.trim() !== "" ? v.trim() : undefined);
+/** A string that may be empty ("" = unset: the server chooses). */
+const optionalText: Reader<string> = (v) => (typeof v === "string" ? v.trim() : undefined);
 const bool: Reader<boolean> = (v) => (typeof v === "boolean" ? v : undefined);
 const nonNegative: Reader<number> = (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined);
 const intFrom =
@@ -90,6 +101,13 @@ const SERVER_READERS: { [K in keyof ServerSettings]: Reader<ServerSettings[K]> }
   prefillOnOpen: bool,
   context: bool,
   contextTokens: intFrom(0),
+  backend: oneOf<Backend>("local", "llamacpp", "openai", "openai-raw"),
+  endpoint: optionalText,
+  remoteModel: optionalText,
+  fimTemplate: oneOf<FimTemplate>("", "qwen2.5-coder", "starcoder", "codellama", "deepseek-coder"),
+  apiKeyEnv: optionalText,
+  remoteTimeoutMs: intFrom(1),
+  verifyTls: bool,
 };
 
 type Properties = Record<string, { default?: unknown } | undefined>;

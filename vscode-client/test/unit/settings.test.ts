@@ -99,6 +99,13 @@ describe("readSettings", () => {
       prefillOnOpen: false,
       context: true,
       contextTokens: 256,
+      backend: "openai-raw",
+      endpoint: "http://gpu-box:8000/v1",
+      remoteModel: "Qwen/Qwen2.5-Coder-7B",
+      fimTemplate: "qwen2.5-coder",
+      apiKeyEnv: "TEAM_LLM_KEY",
+      remoteTimeoutMs: 5000,
+      verifyTls: false,
     };
     const s = readSettings(
       fromObject({ ...server, "server.pythonPath": " /venv/bin/python ", "server.command": ["waferline", "serve", ""] }),
@@ -122,6 +129,11 @@ describe("readSettings", () => {
         maxContext: "big",
         context: "yes",
         contextTokens: -1,
+        backend: "vllm",
+        endpoint: 8000,
+        fimTemplate: "qwen",
+        remoteTimeoutMs: 0,
+        verifyTls: "no",
         "server.command": "waferline serve",
       }),
     );

@@ -1,0 +1,143 @@
+"""RemoteCompletionService with a scripted backend (a real class with the RemoteBackend interface, no HTTP): the
+flow around the stream -- post-processing, result cache, typing along, early close, cancel, errors, budgets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from runtime.complete import CompletionRequest, RemoteCompletionService
+from runtime.complete.remote import CHARS_PER_TOKEN
+from runtime.remote import ProbeResult, PromptParts, RemoteError, RequestStats
+
+
+class ScriptedBackend:
+    """Streams the pieces it is given, one per request, and records what each request sent and how far it was read.
+    `fail` raises that error instead; `down` makes the probe fail."""
+
+    dialect = "openai-raw"
+
+    def __init__(self, *scripts: list[str], fail: RemoteError | None = None, down: bool = False):
+        self.scripts = list(scripts)
+        self.fail, self.down = fail, down
+        self.sent: list[PromptParts] = []
+        self.read: list[int] = []  # pieces handed out, per request
+        self.closed: list[bool] = []  # the stream was closed before its end
+        self.probes = 0
+        self.last_stats: RequestStats | None = None
+        self.on_piece = lambda index, cancel: None
+
+    def probe(self) -> ProbeResult:
+        self.probes += 1
+        if self.down:
+            return ProbeResult(reachable=False, dialect=None, message="connection refused by x:1", error_kind="refused")
+        return ProbeResult(reachable=True, dialect=self.dialect, message="scripted server; dialect openai-raw")
+
+    def stream(self, parts: PromptParts, cancel: threading.Event, *, max_tokens: int | None = None,
+               temperature: float | None = None) -> Iterator[str]:
+        self.sent.append(parts)
+        if self.fail is not None:
+            raise self.fail
+        script = self.scripts.pop(0)
+        self.read.append(0)
+        self.closed.append(True)
+        self.last_stats = RequestStats(dialect=self.dialect, bytes_sent=1, first_piece_s=0.01, total_s=0.02)
+        for i, piece in enumerate(script):
+            if cancel.is_set():
+                self.last_stats.finish = "cancelled"
+                return
+            self.read[-1] += 1
+            self.on_piece(i, cancel)
+            yield piece
+        self.closed[-1] = False
+        self.last_stats.finish = "length" if len(script) >= (max_tokens or 64) else "stop"
+
+
+def service(backend: ScriptedBackend) -> RemoteCompletionService:
+    svc = RemoteCompletionService(backend)  # type: ignore[arg-type]
+    svc.probe()
+    return svc
+
+
+def test_line_mode_closes_the_stream_at_the_line_end_and_postprocesses():
+    b = ScriptedBackend(["total", " = a", " + b)\n", "    print(total)\n", "never read"])
+    svc = service(b)
+    res = svc.complete(CompletionRequest(prefix="def add(a, b):\n    ", suffix=")\n"))
+    assert res.text == "total = a + b"  # the `)` the rest of the line already has is not repeated
+    assert (b.read, b.closed) == ([3], [True])  # stopped after the piece with the newline
+    assert (res.stop_reason, res.backend, res.new_tokens, res.raw_text) == ("stop", "openai-raw", 3, "total = a + b)\n")
+
+
+def test_block_mode_stops_once_a_line_leaves_the_block():
+    b = ScriptedBackend(["\n        return 1", "\n    return n", "\n\ndef other():", "\n    pass"])
+    svc = service(b)
+    res = svc.complete(CompletionRequest(prefix="def f(n):\n    if n < 2:", mode="block"))
+    assert res.text == "\n        return 1"
+    assert b.read == [3] and b.closed == [True]
+
+
+def test_a_stream_that_ends_by_itself_reports_the_server_finish():
+    b = ScriptedBackend(["x" for _ in range(4)])
+    res = service(b).complete(CompletionRequest(prefix="y = ", max_new_tokens=4))
+    assert (res.text, res.stop_reason, b.closed) == ("xxxx", "max_tokens", [False])
+
+
+def test_repeats_and_typing_along_are_answered_from_the_cache():
+    b = ScriptedBackend(["items.append(value)\n"])
+    svc = service(b)
+    req = CompletionRequest(prefix="for value in values:\n    ", suffix="\n", doc_key="a.py")
+    assert svc.complete(req).text == "items.append(value)"
+    again = svc.complete(req)
+    typed = svc.complete(CompletionRequest(prefix=req.prefix + "items.", suffix="\n", doc_key="a.py"))
+    assert (again.text, again.cached) == ("items.append(value)", True)
+    assert (typed.text, typed.cached, typed.backend) == ("append(value)", True, "openai-raw")
+    assert len(b.sent) == 1
+
+
+def test_a_cancelled_stream_shows_nothing_and_is_not_cached():
+    b = ScriptedBackend(["a", "b", "c\n"], ["ok\n"])
+    cancel = threading.Event()
+    b.on_piece = lambda index, _: cancel.set() if index == 1 else None
+    svc = service(b)
+    req = CompletionRequest(prefix="x = ")
+    first = svc.complete(req, cancel)
+    assert (first.text, first.stop_reason) == ("", "cancelled")
+    assert svc.complete(req).text == "ok"  # asked the server again
+
+
+def test_server_errors_propagate_and_are_not_cached():
+    b = ScriptedBackend(fail=RemoteError("connection refused by x:1: is the server running?", "refused"))
+    svc = service(b)
+    with pytest.raises(RemoteError, match="connection refused"):
+        svc.complete(CompletionRequest(prefix="x = "))
+    b.fail, b.scripts = None, [["1\n"]]
+    assert svc.complete(CompletionRequest(prefix="x = ")).text == "1"
+
+
+def test_a_failed_probe_is_retried_before_each_request_until_the_server_answers():
+    b = ScriptedBackend(["1\n"], down=True)
+    svc = service(b)
+    with pytest.raises(RemoteError, match="connection refused") as info:
+        svc.complete(CompletionRequest(prefix="x = "))
+    assert info.value.kind == "refused" and b.sent == []
+    b.down = False
+    assert svc.complete(CompletionRequest(prefix="x = ")).text == "1"
+    assert b.probes == 3 and svc.ready
+
+
+def test_the_prompt_keeps_to_a_character_budget_and_its_window_start_stays_while_typing():
+    lines = [f"value_{i} = compute({i})\n" for i in range(400)]
+    prefix = "".join(lines)
+    b = ScriptedBackend(*[["0\n"]] * 3)
+    svc = service(b)
+    for typed in ("v", "va", "val"):
+        svc.complete(CompletionRequest(prefix=prefix + typed, suffix="\n" + "tail\n" * 500, doc_key="big.py",
+                                       max_prompt_tokens=256, max_suffix_tokens=32))
+    starts = {len(prefix) + i + 1 - len(p.prefix) for i, p in enumerate(b.sent)}
+    assert len(starts) == 1  # the same window start: the server's prefix cache keeps every line above
+    start = starts.pop()
+    assert start > 0 and prefix[start - 1] == "\n"
+    assert all(len(p.prefix) <= 256 * CHARS_PER_TOKEN for p in b.sent)
+    assert all(len(p.suffix) == 32 * CHARS_PER_TOKEN for p in b.sent)
