@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from runtime.wafer.hardware import HARDWARE_PRESETS
 log = logging.getLogger("waferline.lsp")
 
 BODY_MIN_NEW_TOKENS = 128  # a function body needs more room than a line
+SIMULATE_LOAD_WAIT_S = 120.0  # waferline/simulate during a model load waits this long for it
 
 _FEATURES: list[tuple[str, Any, Callable]] = []
 _COMMANDS: list[tuple[str, Callable]] = []
@@ -329,6 +331,10 @@ async def simulate(ls: WaferlineServer, params: Any = None) -> dict[str, Any]:
                 f"hardware must be one of {', '.join(dict.fromkeys(allowed))} (a file must be set in the "
                 f"waferline.hardware setting first); got {str(hardware)[:200]!r}"
             )
+    # asked while the model loads (a restart, a settings change): answer once it is there, as the user expects
+    deadline = time.monotonic() + SIMULATE_LOAD_WAIT_S
+    while ls.service is None and ls.state == "loading" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     if ls.service is None:
         raise JsonRpcException(message=f"no model loaded ({ls.state}: {ls.message})", code=REQUEST_FAILED)
     if not hasattr(ls.service, "bundle"):

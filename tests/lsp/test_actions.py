@@ -128,3 +128,11 @@ async def test_simulate_reports_or_fails_clearly(client: LanguageClient, tiny_bu
     else:
         assert "report" in got and "plot_path" in got
     assert (await status(client))["state"] == "ready"
+
+
+async def test_simulate_asked_while_the_model_loads_answers_once_it_is_loaded(client: LanguageClient, tiny_bundle):
+    """The wafer report asked right after start (or a restart) waits for the load instead of failing."""
+    await start(client, {"model": str(tiny_bundle)}, wait=False)
+    got = plain(await client.protocol.send_request_async("waferline/simulate", {"hardware": "wse3"}))
+    assert "report" in got and "plot_path" in got
+    assert (await status(client))["state"] == "ready"
