@@ -123,7 +123,7 @@ class Pending:
     """One request sent and its answer to come. `sent`/`received` are perf_counter stamps taken where the bytes
     are written and where the reader thread parses the answer, so a caller busy elsewhere does not inflate `ms`."""
 
-    __slots__ = ("id", "method", "sent", "received", "message", "cancelled", "_event", "__weakref__")
+    __slots__ = ("id", "method", "sent", "received", "message", "cancelled", "seen", "_event", "__weakref__")
 
     def __init__(self, mid: int, method: str | None):
         self.id = mid
@@ -132,6 +132,7 @@ class Pending:
         self.received: float | None = None
         self.message: dict[str, Any] | None = None
         self.cancelled = False  # $/cancelRequest was sent for it (the answer still comes: a result or an error)
+        self.seen: int | None = None  # notifications received before the answer: notifications_of(until=seen)
         self._event = threading.Event()
 
     def put(self, msg: dict[str, Any] | None) -> None:
@@ -171,7 +172,7 @@ class StdioClient:
       send_request(method, params) -> Pending   non-blocking; Pending.wait(timeout), .done(), .ms, .id
       wait(id or Pending, timeout) -> answer;  cancel(id or Pending): $/cancelRequest
       notify(method, params);  write_raw(bytes): bytes as they are, for framing tests
-      seen() -> int;  notifications_of(method, since) -> [params];  wait_notification(method, timeout, since) -> params
+      seen() -> int;  notifications_of(method, since, until) -> [params];  wait_notification(method, timeout, since) -> params
     Requests from the server (workspace/configuration, applyEdit) are answered minimally.
 
     Kept for the tests that predate the API (tests/lsp/test_hostile.py, test_fuzz.py), until they move to it: the
@@ -246,6 +247,8 @@ class StdioClient:
                     self._answer_server_request(msg)
                 elif "id" in msg:
                     target = self._pending.pop(msg["id"], None)  # atomic; no lock (a writer may hold one, blocked)
+                    if isinstance(target, Pending):
+                        target.seen = len(self._notes)  # only this thread appends
                     if target is not None:
                         target.put(msg)
                 else:
@@ -332,11 +335,12 @@ class StdioClient:
         with self._notes_cv:
             return len(self._notes)
 
-    def notifications_of(self, method: str, since: int = 0) -> list[Any]:
-        """The params of every notification of `method` received so far with index >= since (nothing is consumed:
-        any number of readers see them all)."""
+    def notifications_of(self, method: str, since: int = 0, until: int | None = None) -> list[Any]:
+        """The params of every notification of `method` received so far with since <= index < until (nothing is
+        consumed: any number of readers see them all). since=client.seen() before a request and until=its
+        Pending.seen give what the server sent while it was being answered."""
         with self._notes_cv:
-            return [n.get("params") for n in self._notes[since:] if n.get("method") == method]
+            return [n.get("params") for n in self._notes[since:until] if n.get("method") == method]
 
     def wait_notification(self, method: str, timeout: float, since: int = 0) -> Any:
         """The params of the first notification of `method` with index >= since, waiting up to `timeout` s for it;

@@ -86,11 +86,12 @@ def test_wait_times_out_without_consuming_the_answer(client):
 
 def test_notifications_are_kept_for_every_reader(client):
     mark = client.seen()
-    resp, _ = client.request(INLINE, inline_params(), timeout=T)
-    assert "result" in resp
+    p = client.send_request(INLINE, inline_params())
+    assert "result" in p.wait(T)
     first = client.wait_notification(METRICS, T, since=mark)  # published before the answer
     assert {"prompt_tokens", "new_tokens", "cached"} <= set(first)
     assert client.notifications_of(METRICS, since=mark)[0] == first  # reading consumed nothing
+    assert client.notifications_of(METRICS, since=mark, until=p.seen)[-1] == first  # sent while it was answered
     assert client.seen() > mark
     assert client.notifications_of(METRICS, since=client.seen()) == []
     with pytest.raises(TimeoutError):
