@@ -120,9 +120,9 @@ class Ask(msgspec.Struct):
     pause: str  # "" for a storm request
     t_ms: float  # when it was asked, from the first key
     latency_ms: float  # asked -> answered (every request is answered in the end; storm ones may be discarded)
-    outcome: str  # answered | cancelled (ours) | cancelled-waiting | cancelled-before-request | cancelled-ran-on
+    outcome: str  # answered | cancelled (ours) | cancelled-waiting | cancelled-before-request | cancelled-ran-on | error
     cached: bool  # answered from a result cache (ours: the server's; anchor: llama.vscode's LRU)
-    text: str  # the suggestion ("" = none)
+    text: str  # the suggestion ("" = none); for an error, its message
 
 
 class Run(msgspec.Struct):
@@ -204,8 +204,10 @@ class LspAsk:
         mine = [m for m in self.client.notifications_of(METRICS, since=self.mark, until=self.p.seen)
                 if m.get("stop_reason") != "cancelled"]
         cached = bool(mine and mine[-1].get("cached"))
-        return Ask(key, pause, (self.p.sent - t0) * 1e3, self.p.ms, "cancelled" if self.p.cancelled else "answered",
-                   cached, text)
+        outcome = "cancelled" if self.p.cancelled else "error" if "error" in (self.p.message or {}) else "answered"
+        if outcome == "error":
+            text = str(self.p.message["error"].get("message"))
+        return Ask(key, pause, (self.p.sent - t0) * 1e3, self.p.ms, outcome, cached, text)
 
 
 class LspEditor:
@@ -256,24 +258,58 @@ class LspEditor:
 # ------------------------------------------------------------------------------------------------ the anchor
 
 
+def reuse_chunks(llm, ids: list[int], min_chunk: int) -> int:
+    """llama.cpp server's --cache-reuse on llama_cpp.Llama's KV: past the common prefix, every run of >= min_chunk
+    tokens that the new prompt shares with the cached sequence is shifted into place instead of recomputed (a
+    window that slid by a line keeps most of its KV). Leaves the KV and llm's token record at the reused prefix,
+    which Llama.generate's own longest-prefix match then takes; returns the tokens kept."""
+    cache = [int(t) for t in llm._input_ids]
+    head = 0
+    while head < min(len(cache), len(ids)) and cache[head] == ids[head]:
+        head += 1
+    head_c = head_p = head
+    while min_chunk > 0 and head_c < len(cache) and head_p < len(ids):
+        n = 0
+        while head_c + n < len(cache) and head_p + n < len(ids) and cache[head_c + n] == ids[head_p + n]:
+            n += 1
+        if n >= min_chunk:
+            llm._ctx.kv_cache_seq_rm(0, head_p, head_c)
+            llm._ctx.kv_cache_seq_shift(0, head_c, head_c + n, head_p - head_c)
+            cache[head_p : head_p + n] = cache[head_c : head_c + n]
+            head_p += n
+            head_c += n
+        else:
+            head_c += 1
+    if head_p > head:
+        llm._ctx.kv_cache_seq_rm(0, head_p, -1)
+        llm.input_ids[:head_p] = cache[:head_p]
+        llm.n_tokens = head_p
+    return head_p
+
+
 class InProcessLlama:
     """llama_cpp.Llama in this process (it releases the GIL while it computes), prompt given as token ids."""
 
-    def __init__(self, gguf: str, threads: int, ram_cache: bool):
+    def __init__(self, gguf: str, threads: int, ram_cache: bool, cache_reuse: int):
         from llama_cpp import Llama, LlamaRAMCache
 
         self.llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
         if ram_cache:
             self.llm.set_cache(LlamaRAMCache())
         self.vocab = self.llm
-        self.kind = "llama_cpp.Llama in process, common-prefix KV reuse" + (" + LlamaRAMCache" if ram_cache else "")
+        self.cache_reuse = cache_reuse
+        self.prompt_tokens = self.reused_tokens = 0
+        self.kind = (f"llama_cpp.Llama in process, common-prefix KV reuse, --cache-reuse {cache_reuse}"
+                     + (" + LlamaRAMCache" if ram_cache else ""))
 
     def complete(self, ids: list[int]) -> str:
+        self.prompt_tokens += len(ids)
+        self.reused_tokens += reuse_chunks(self.llm, ids, self.cache_reuse)
         r = self.llm.create_completion(ids, max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=["\n"])
         return r["choices"][0]["text"]
 
     def note(self) -> str:
-        return ""
+        return f"; prompt tokens reused {self.reused_tokens / max(1, self.prompt_tokens):.0%}"
 
     def close(self) -> None:
         self.llm.close()
@@ -374,7 +410,7 @@ class VscodeCall:
                 ed.cache_put(head, self.suffix, prompt, text)
             self._finish("answered", text if text.strip() else "")
         except Exception as exc:  # noqa: BLE001 -- reported as the outcome, never a hang
-            self._finish(f"error: {exc}")
+            self._finish("error", f"{type(exc).__name__}: {exc}")
         finally:
             with ed.lock:
                 ed.busy = False
@@ -487,13 +523,15 @@ def summary(run: Run) -> dict:
         outcomes[k] = outcomes.get(k, 0) + 1
     return {"n": len(pause), "p50": float(p50), "p95": float(p95), "max": float(lat.max()) if lat.size else float("nan"),
             "pause_cached": sum(a.cached for a in pause), "pause_empty": sum(not a.text for a in pause),
+            "pause_errors": sum(a.outcome == "error" for a in pause),
             "storm": len(storm), "storm_outcomes": outcomes}
 
 
 def describe(run: Run, s: dict) -> str:
     storm = ", ".join(f"{v} {k}" for k, v in sorted(s["storm_outcomes"].items())) or "none"
     return (f"{run.engine:6s} pause requests {s['n']}: p50 {s['p50']:.0f} ms, p95 {s['p95']:.0f} ms, max {s['max']:.0f} ms "
-            f"({s['pause_cached']} from cache, {s['pause_empty']} empty) | storm requests {s['storm']}: {storm} | "
+            f"({s['pause_cached']} from cache, {s['pause_empty']} empty, {s['pause_errors']} errors) | "
+            f"storm requests {s['storm']}: {storm} | "
             f"typing took {run.typing_s:.0f} s | {run.detail}")
 
 
@@ -513,6 +551,8 @@ def main() -> int:
     ap.add_argument("--engines", default="ours,anchor", help="which to run, comma-separated: ours, anchor")
     ap.add_argument("--anchor-via", choices=["inprocess", "server"], default="inprocess")
     ap.add_argument("--ram-cache", action="store_true", help="the anchor also keeps prompt states in a LlamaRAMCache")
+    ap.add_argument("--cache-reuse", type=int, default=256,
+                    help="as llama.cpp server's --cache-reuse, which llama.vscode asks for (0: off; inprocess only)")
     ap.add_argument("--server-log", help="the servers' stderr (default: discarded)")
     ap.add_argument("--json", help="write every request of every run here")
     args = ap.parse_args()
@@ -538,7 +578,7 @@ def main() -> int:
         wanted = set(args.engines.split(","))
         if "anchor" in wanted:
             gguf = str(models.gguf_path(model))
-            backend = (InProcessLlama(gguf, args.threads, args.ram_cache) if args.anchor_via == "inprocess"
+            backend = (InProcessLlama(gguf, args.threads, args.ram_cache, args.cache_reuse) if args.anchor_via == "inprocess"
                        else HttpLlama(gguf, args.threads, args.ram_cache, stderr))
             meta = read_meta(bundle)
         per_engine: dict[str, list[Run]] = {}
