@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from runtime.errors import WaferlineError
 
@@ -180,8 +181,8 @@ class StdioClient:
     `_send(msg)`, `_lock` and `_next_id`.
     """
 
-    def __init__(self, cmd: list[str], log_path: str | None = None, stderr=None, cwd=None, env=None):
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=cwd, env=env)
+    def __init__(self, cmd: list[str], log_path: str | None = None, stderr=None):
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
         self._next_id = 0
         self._pending: dict[int, Any] = {}  # unanswered: id -> Pending (or a legacy queue.Queue)
         self._handles: weakref.WeakValueDictionary[int, Pending] = weakref.WeakValueDictionary()  # for wait/cancel by id
@@ -189,14 +190,14 @@ class StdioClient:
         self._log_lock = threading.Lock()
         self._notes: list[dict[str, Any]] = []  # every notification, in order (seen()/since index into it)
         self._notes_cv = threading.Condition()
-        self.notifications: queue.Queue = queue.Queue()  # legacy: the same notifications, consumed by the reader
+        self.notifications: queue.Queue = queue.Queue()  # legacy: the same notifications, taken by whoever reads
         self.exited = False
         self._log = open(log_path, "w", encoding="utf-8") if log_path else None
         self._t0 = time.perf_counter()
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
 
-    def __enter__(self) -> "StdioClient":
+    def __enter__(self) -> StdioClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -296,7 +297,7 @@ class StdioClient:
             p.put(None)
         return p
 
-    def _handle(self, ref: "int | Pending") -> Pending:
+    def _handle(self, ref: int | Pending) -> Pending:
         if isinstance(ref, Pending):
             return ref
         p = self._handles.get(ref)
@@ -304,11 +305,11 @@ class StdioClient:
             raise KeyError(f"no request with id {ref} (answered and no longer held)")
         return p
 
-    def wait(self, ref: "int | Pending", timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, ref: int | Pending, timeout: float | None = None) -> dict[str, Any]:
         """The answer to a request sent with send_request, by id or Pending (see Pending.wait)."""
         return self._handle(ref).wait(timeout)
 
-    def cancel(self, ref: "int | Pending") -> None:
+    def cancel(self, ref: int | Pending) -> None:
         """$/cancelRequest for a request. Its answer still comes (LSP: a result, or error REQUEST_CANCELLED); a
         request already answered is left alone (nothing is sent)."""
         p = self._handle(ref) if isinstance(ref, Pending) else self._handles.get(ref)
