@@ -20,7 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # the server too
 
 from bench.machine import cpu_line  # noqa: E402
 from bench.quality import positions  # noqa: E402
@@ -29,15 +33,7 @@ from lsp_server.positions import index_to_position  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
-def _drain(client: StdioClient) -> list[dict]:
-    out = []
-    while not client.notifications.empty():
-        out.append(client.notifications.get_nowait())
-    return out
+    return float(np.percentile(values, 100 * q))
 
 
 def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool, verbose: bool = False) -> list[str]:
@@ -63,6 +59,7 @@ def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool, v
                                                                 "end": {"line": line, "character": char}},
                         "context": {"diagnostics": [], "triggerKind": 2}}, timeout=600)
                 time.sleep(wait_s)
+                mark = client.seen()
                 msg, ms = client.request("textDocument/inlineCompletion", {
                     "textDocument": {"uri": uri}, "position": {"line": line, "character": char},
                     "context": {"triggerKind": 2}}, timeout=600)
@@ -72,7 +69,7 @@ def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool, v
                 exact += got.rstrip() == target
                 times.append(ms)
                 if verbose:
-                    metrics = [n["params"] for n in _drain(client) if n.get("method") == "waferline/metrics"]
+                    metrics = client.notifications_of("waferline/metrics", since=mark)
                     print(f"  {ms:7.0f} ms  {mod:14s} {metrics[-1] if metrics else 'no metrics'}", flush=True)
                 client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
             how = "cursor placed (codeAction) " if cursor_first else ""

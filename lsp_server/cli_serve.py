@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,58 +107,164 @@ def add_complete_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+NO_PARAMS: Any = object()  # send_request's default: the message has no "params" member (legal for some methods)
+REQUEST_CANCELLED = -32800  # LSP's error code for a request the client cancelled
+
+
+def frame(body: bytes) -> bytes:
+    """One LSP frame: the Content-Length header, the blank line, the body."""
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class ServerExited(ConnectionError):
+    """The server closed its stdout (exited or crashed) before answering."""
+
+
+class Pending:
+    """One request sent and its answer to come. `sent`/`received` are perf_counter stamps taken where the bytes
+    are written and where the reader thread parses the answer, so a caller busy elsewhere does not inflate `ms`."""
+
+    __slots__ = ("id", "method", "sent", "received", "message", "cancelled", "seen", "_event", "__weakref__")
+
+    def __init__(self, mid: int, method: str | None):
+        self.id = mid
+        self.method = method
+        self.sent = 0.0
+        self.received: float | None = None
+        self.message: dict[str, Any] | None = None
+        self.cancelled = False  # $/cancelRequest was sent for it (the answer still comes: a result or an error)
+        self.seen: int | None = None  # notifications received before the answer: notifications_of(until=seen)
+        self._event = threading.Event()
+
+    def put(self, msg: dict[str, Any] | None) -> None:
+        """Called by the reader with the answer (None: the server exited). The name matches queue.Queue.put, so
+        legacy code that puts its own Queue in StdioClient._pending keeps working."""
+        self.received = time.perf_counter()
+        self.message = msg
+        self._event.set()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """The answer (a result or an error message); TimeoutError, or ServerExited when it can never come."""
+        if not self._event.wait(timeout):
+            raise TimeoutError(f"no answer to {self.method} (id {self.id}) within {timeout} s")
+        if self.message is None:
+            raise ServerExited(f"the server exited before answering {self.method} (id {self.id})")
+        return self.message
+
+    @property
+    def ms(self) -> float:
+        """Round trip in ms (NaN while unanswered)."""
+        return float("nan") if self.received is None else (self.received - self.sent) * 1e3
+
+    @property
+    def error_code(self) -> int | None:
+        err = (self.message or {}).get("error")
+        return err.get("code") if isinstance(err, dict) else None
+
+
 class StdioClient:
-    """A minimal JSON-RPC client over a subprocess's stdio (what an editor does)."""
+    """A JSON-RPC client over a subprocess's stdio, as an editor drives a language server.
+
+    Public API (benches and tests use only this):
+      request(method, params) -> (answer, ms)   blocking call
+      send_request(method, params) -> Pending   non-blocking; Pending.wait(timeout), .done(), .ms, .id
+      wait(id or Pending, timeout) -> answer;  cancel(id or Pending): $/cancelRequest
+      notify(method, params);  write_raw(bytes): bytes as they are, for framing tests
+      seen() -> int;  notifications_of(method, since, until) -> [params];  wait_notification(method, timeout, since) -> params
+    Requests from the server (workspace/configuration, applyEdit) are answered minimally.
+
+    Kept for the tests that predate the API (tests/lsp/test_hostile.py, test_fuzz.py), until they move to it: the
+    `notifications` queue (every notification, consumed by whoever reads it), `_pending` (id -> anything with put()),
+    `_send(msg)`, `_lock` and `_next_id`.
+    """
 
     def __init__(self, cmd: list[str], log_path: str | None = None, stderr=None):
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
         self._next_id = 0
-        self._pending: dict[int, queue.Queue] = {}
-        self._lock = threading.Lock()
-        self.notifications: queue.Queue = queue.Queue()
+        self._pending: dict[int, Any] = {}  # unanswered: id -> Pending (or a legacy queue.Queue)
+        self._handles: weakref.WeakValueDictionary[int, Pending] = weakref.WeakValueDictionary()  # for wait/cancel by id
+        self._lock = threading.Lock()  # one writer at a time, and id allocation (the reader never takes it)
+        self._log_lock = threading.Lock()
+        self._notes: list[dict[str, Any]] = []  # every notification, in order (seen()/since index into it)
+        self._notes_cv = threading.Condition()
+        self.notifications: queue.Queue = queue.Queue()  # legacy: the same notifications, taken by whoever reads
+        self.exited = False
         self._log = open(log_path, "w", encoding="utf-8") if log_path else None
         self._t0 = time.perf_counter()
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
 
+    def __enter__(self) -> StdioClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------------------------- wire
+
     def _record(self, direction: str, msg: dict[str, Any]) -> None:
         if self._log is not None:
-            with self._lock:
+            with self._log_lock:
                 self._log.write(json.dumps({"t_ms": round((time.perf_counter() - self._t0) * 1e3, 3), "dir": direction, "msg": msg}) + "\n")
                 self._log.flush()
 
-    def _send(self, msg: dict[str, Any]) -> None:
-        body = json.dumps(msg).encode("utf-8")
-        self._record("send", msg)
+    def write_raw(self, data: bytes) -> None:
+        """Write bytes to the server's stdin exactly as given (no framing, not logged)."""
         with self._lock:
-            self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+
+    def _send(self, msg: dict[str, Any], wrap: Callable[[bytes], bytes] = frame, pending: Pending | None = None) -> None:
+        self._record("send", msg)
+        data = wrap(json.dumps(msg).encode("utf-8"))
+        with self._lock:
+            if pending is not None:
+                pending.sent = time.perf_counter()
+            self.proc.stdin.write(data)
             self.proc.stdin.flush()
 
     def _read_loop(self) -> None:
         out = self.proc.stdout
-        while True:
-            length = None
+        try:
             while True:
-                line = out.readline()
-                if not line:
-                    return
-                if line in (b"\r\n", b"\n"):
-                    break
-                name, _, value = line.decode("ascii", "replace").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            if length is None:
-                continue
-            msg = json.loads(out.read(length))
-            self._record("recv", msg)
-            if "id" in msg and "method" in msg:  # a request from the server: answer minimally
-                self._answer_server_request(msg)
-            elif "id" in msg:
-                q = self._pending.pop(msg["id"], None)
-                if q is not None:
-                    q.put(msg)
-            else:
-                self.notifications.put(msg)
+                length = None
+                while True:
+                    line = out.readline()
+                    if not line:
+                        return
+                    if line in (b"\r\n", b"\n"):
+                        break
+                    name, _, value = line.decode("ascii", "replace").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                if length is None:
+                    continue
+                msg = json.loads(out.read(length))
+                self._record("recv", msg)
+                if "id" in msg and "method" in msg:  # a request from the server: answer minimally
+                    self._answer_server_request(msg)
+                elif "id" in msg:
+                    target = self._pending.pop(msg["id"], None)  # atomic; no lock (a writer may hold one, blocked)
+                    if isinstance(target, Pending):
+                        target.seen = len(self._notes)  # only this thread appends
+                    if target is not None:
+                        target.put(msg)
+                else:
+                    with self._notes_cv:
+                        self._notes.append(msg)
+                        self._notes_cv.notify_all()
+                    self.notifications.put(msg)
+        finally:
+            self.exited = True
+            for mid in list(self._pending):
+                target = self._pending.pop(mid, None)
+                if isinstance(target, Pending):
+                    target.put(None)  # wait() raises ServerExited now instead of timing out
+            with self._notes_cv:
+                self._notes_cv.notify_all()
 
     def _answer_server_request(self, msg: dict[str, Any]) -> None:
         result: Any = None
@@ -166,20 +274,92 @@ class StdioClient:
             result = {"applied": False}
         self._send({"jsonrpc": "2.0", "id": msg["id"], "result": result})
 
-    def request(self, method: str, params: Any, timeout: float = 120.0) -> tuple[dict[str, Any], float]:
-        """(response message, round-trip ms)."""
+    # -------------------------------------------------------------------------------------- requests
+
+    def send_request(self, method: str, params: Any = NO_PARAMS, *, wrap: Callable[[bytes], bytes] = frame) -> Pending:
+        """Send a request without waiting; its Pending carries the id, the answer and the round trip. `wrap` frames
+        the JSON body (framing tests pass their own)."""
         with self._lock:
             self._next_id += 1
-            mid = self._next_id
-        q: queue.Queue = queue.Queue()
-        self._pending[mid] = q
-        t = time.perf_counter()
-        self._send({"jsonrpc": "2.0", "id": mid, "method": method, "params": params})
-        msg = q.get(timeout=timeout)
-        return msg, (time.perf_counter() - t) * 1e3
+            p = Pending(self._next_id, method)
+            self._pending[p.id] = p
+            self._handles[p.id] = p
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": p.id, "method": method}
+        if params is not NO_PARAMS:
+            msg["params"] = params
+        if self.exited:
+            p.put(None)
+            return p
+        try:
+            self._send(msg, wrap, p)
+        except OSError:  # BrokenPipeError: the server is gone
+            self._pending.pop(p.id, None)
+            p.put(None)
+        return p
+
+    def _handle(self, ref: int | Pending) -> Pending:
+        if isinstance(ref, Pending):
+            return ref
+        p = self._handles.get(ref)
+        if p is None:
+            raise KeyError(f"no request with id {ref} (answered and no longer held)")
+        return p
+
+    def wait(self, ref: int | Pending, timeout: float | None = None) -> dict[str, Any]:
+        """The answer to a request sent with send_request, by id or Pending (see Pending.wait)."""
+        return self._handle(ref).wait(timeout)
+
+    def cancel(self, ref: int | Pending) -> None:
+        """$/cancelRequest for a request. Its answer still comes (LSP: a result, or error REQUEST_CANCELLED); a
+        request already answered is left alone (nothing is sent)."""
+        p = self._handle(ref) if isinstance(ref, Pending) else self._handles.get(ref)
+        if p is not None and p.done():
+            return
+        if p is not None:
+            p.cancelled = True
+        mid = ref.id if isinstance(ref, Pending) else ref
+        self.notify("$/cancelRequest", {"id": mid})
+
+    def request(self, method: str, params: Any, timeout: float = 120.0) -> tuple[dict[str, Any], float]:
+        """Send and wait: (answer message, round-trip ms)."""
+        p = self.send_request(method, params)
+        msg = p.wait(timeout)
+        return msg, p.ms
 
     def notify(self, method: str, params: Any) -> None:
         self._send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    # -------------------------------------------------------------------------------------- notifications
+
+    def seen(self) -> int:
+        """How many notifications have arrived: a mark for `since` (what arrives after this call has index >= it)."""
+        with self._notes_cv:
+            return len(self._notes)
+
+    def notifications_of(self, method: str, since: int = 0, until: int | None = None) -> list[Any]:
+        """The params of every notification of `method` received so far with since <= index < until (nothing is
+        consumed: any number of readers see them all). since=client.seen() before a request and until=its
+        Pending.seen give what the server sent while it was being answered."""
+        with self._notes_cv:
+            return [n.get("params") for n in self._notes[since:until] if n.get("method") == method]
+
+    def wait_notification(self, method: str, timeout: float, since: int = 0) -> Any:
+        """The params of the first notification of `method` with index >= since, waiting up to `timeout` s for it;
+        TimeoutError if none comes (ServerExited if the server is gone)."""
+        deadline = time.monotonic() + timeout
+        i = since
+        with self._notes_cv:
+            while True:
+                for n in self._notes[i:]:
+                    if n.get("method") == method:
+                        return n.get("params")
+                i = len(self._notes)
+                left = deadline - time.monotonic()
+                if self.exited:
+                    raise ServerExited(f"the server exited before sending {method}")
+                if left <= 0:
+                    raise TimeoutError(f"no {method} notification within {timeout} s")
+                self._notes_cv.wait(left)
 
     def close(self) -> None:
         try:
@@ -188,8 +368,10 @@ class StdioClient:
             self.proc.wait(timeout=10)
         except Exception:  # noqa: BLE001
             self.proc.kill()
+            self.proc.wait()
         if self._log is not None:
             self._log.close()
+            self._log = None
 
 
 def server_command() -> list[str]:
@@ -276,17 +458,13 @@ def run_complete(args: argparse.Namespace) -> int:
             "context": {"triggerKind": 2},
         }
         for i in range(max(1, args.repeat)):
+            mark = client.seen()
             resp, ms = client.request("textDocument/inlineCompletion", params)
             items = ((resp.get("result") or {}).get("items")) or []
-            metrics = None
-            while True:
-                try:
-                    n = client.notifications.get(timeout=0.5 if i == 0 else 0.2)
-                except queue.Empty:
-                    break
-                if n.get("method") == "waferline/metrics":
-                    metrics = n["params"]
-                    break
+            try:  # sent before the answer; none when the server skipped the request
+                metrics = client.wait_notification("waferline/metrics", 0.5 if i == 0 else 0.2, since=mark)
+            except TimeoutError:
+                metrics = None
             suggestion = items[0]["insertText"] if items else ""
             if i == 0:
                 print("suggestion:")
