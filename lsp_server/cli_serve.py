@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -137,8 +136,7 @@ class Pending:
         self._event = threading.Event()
 
     def put(self, msg: dict[str, Any] | None) -> None:
-        """Called by the reader with the answer (None: the server exited). The name matches queue.Queue.put, so
-        legacy code that puts its own Queue in StdioClient._pending keeps working."""
+        """Called by the reader with the answer (None: the server exited)."""
         self.received = time.perf_counter()
         self.message = msg
         self._event.set()
@@ -175,22 +173,17 @@ class StdioClient:
       notify(method, params);  write_raw(bytes): bytes as they are, for framing tests
       seen() -> int;  notifications_of(method, since, until) -> [params];  wait_notification(method, timeout, since) -> params
     Requests from the server (workspace/configuration, applyEdit) are answered minimally.
-
-    Kept for the tests that predate the API (tests/lsp/test_hostile.py, test_fuzz.py), until they move to it: the
-    `notifications` queue (every notification, consumed by whoever reads it), `_pending` (id -> anything with put()),
-    `_send(msg)`, `_lock` and `_next_id`.
     """
 
     def __init__(self, cmd: list[str], log_path: str | None = None, stderr=None):
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
         self._next_id = 0
-        self._pending: dict[int, Any] = {}  # unanswered: id -> Pending (or a legacy queue.Queue)
+        self._pending: dict[int, Pending] = {}  # unanswered: id -> Pending
         self._handles: weakref.WeakValueDictionary[int, Pending] = weakref.WeakValueDictionary()  # for wait/cancel by id
         self._lock = threading.Lock()  # one writer at a time, and id allocation (the reader never takes it)
         self._log_lock = threading.Lock()
         self._notes: list[dict[str, Any]] = []  # every notification, in order (seen()/since index into it)
         self._notes_cv = threading.Condition()
-        self.notifications: queue.Queue = queue.Queue()  # legacy: the same notifications, taken by whoever reads
         self.exited = False
         self._log = open(log_path, "w", encoding="utf-8") if log_path else None
         self._t0 = time.perf_counter()
@@ -256,7 +249,6 @@ class StdioClient:
                     with self._notes_cv:
                         self._notes.append(msg)
                         self._notes_cv.notify_all()
-                    self.notifications.put(msg)
         finally:
             self.exited = True
             for mid in list(self._pending):

@@ -4,7 +4,6 @@ hang guards only; nothing here asserts a duration."""
 
 from __future__ import annotations
 
-import queue
 
 import pytest
 
@@ -98,21 +97,6 @@ def test_notifications_are_kept_for_every_reader(client):
         client.wait_notification("no/such/notification", 0.05, since=client.seen())
 
 
-def test_legacy_notification_queue_still_filled(client):
-    while not client.notifications.empty():
-        client.notifications.get_nowait()
-    client.request(INLINE, inline_params(), timeout=T)
-    methods = []
-    while True:
-        try:
-            methods.append(client.notifications.get(timeout=5)["method"])
-        except queue.Empty:
-            break
-        if METRICS in methods:
-            break
-    assert METRICS in methods
-
-
 def test_write_raw_and_custom_framing(client):
     client.write_raw(frame(b'{"jsonrpc": "2.0", "method": "initialized", "params": {}}'))
     p = client.send_request("waferline/status", wrap=lambda b: b"content-length: %d\r\n\r\n" % len(b) + b)
@@ -122,17 +106,6 @@ def test_write_raw_and_custom_framing(client):
 def test_request_without_params_member(client):
     p = client.send_request(INLINE)  # no "params": the server must answer with an error, not hang
     assert "error" in p.wait(T)
-
-
-def test_legacy_private_calls_still_work(client):
-    """tests/lsp/test_hostile.py's call_raw path: its own queue in _pending, an id from _next_id, _send."""
-    with client._lock:
-        client._next_id += 1
-        mid = client._next_id
-    q: queue.Queue = queue.Queue()
-    client._pending[mid] = q
-    client._send({"jsonrpc": "2.0", "id": mid, "method": "waferline/status", "params": None})
-    assert q.get(timeout=T)["result"]["state"] == "ready"
 
 
 def test_server_exit_fails_waiting_requests_at_once(tiny_bundle):

@@ -49,9 +49,7 @@ def fuzz_client(tiny_bundle):
 
 def _send_raw(c: StdioClient, body: str) -> None:
     data = body.encode("utf-8", "surrogatepass")
-    with c._lock:
-        c.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
-        c.proc.stdin.flush()
+    c.write_raw(b"Content-Length: %d\r\n\r\n" % len(data) + data)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

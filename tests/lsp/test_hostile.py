@@ -6,13 +6,14 @@ guards only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import queue
 import shutil
 import stat
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +21,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from lsp_server.cli_serve import StdioClient, server_command
+from lsp_server.cli_serve import NO_PARAMS, StdioClient, server_command
 
 T = 30  # seconds: hang guard for one answer
 INVALID_REQUEST, INVALID_PARAMS = -32600, -32602
@@ -56,20 +57,12 @@ def frame(body: bytes, header: bytes = b"Content-Length", length: int | None = N
 
 
 def send_raw(c: StdioClient, data: bytes) -> None:
-    with c._lock:
-        c.proc.stdin.write(data)
-        c.proc.stdin.flush()
+    c.write_raw(data)
 
 
 def call_raw(c: StdioClient, msg: dict, wrap=frame) -> dict:
-    """Send `msg` (an id is added) framed by `wrap`; its answer."""
-    with c._lock:
-        c._next_id += 1
-        mid = c._next_id
-    q: queue.Queue = queue.Queue()
-    c._pending[mid] = q
-    send_raw(c, wrap(json.dumps({"jsonrpc": "2.0", "id": mid, **msg}).encode()))
-    return q.get(timeout=T)
+    """Send `msg` ({"method": ..., "params"?: ...}; an id is added) framed by `wrap`; its answer."""
+    return c.send_request(msg["method"], msg.get("params", NO_PARAMS), wrap=wrap).wait(T)
 
 
 def open_doc(c: StdioClient, uri: str, text: str) -> None:
@@ -82,17 +75,19 @@ def inline(c: StdioClient, uri: str, line: int, character: int) -> dict:
     return resp
 
 
+_read_up_to: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> notifications already looked at
+
+
 def notifications(c: StdioClient, method: str, timeout_s: float = 0.0) -> list[dict]:
-    """Every notification of `method` received so far (waiting up to timeout_s for the first)."""
-    got, deadline = [], time.monotonic() + timeout_s
-    while True:
-        try:
-            n = c.notifications.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            return got
-        if n.get("method") == method:
-            got.append(n["params"])
-            deadline = 0.0
+    """Every notification of `method` received since the last call for this client (waiting up to timeout_s for the
+    first): each call looks only at what is new, so `[-1]` after an action is that action's."""
+    since = _read_up_to.get(c, 0)
+    if timeout_s > 0 and not c.notifications_of(method, since):
+        with contextlib.suppress(TimeoutError):
+            c.wait_notification(method, timeout_s, since)
+    until = c.seen()
+    _read_up_to[c] = until
+    return c.notifications_of(method, since, until)
 
 
 def stderr_text(c: StdioClient) -> str:
