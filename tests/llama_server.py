@@ -4,6 +4,7 @@ stopped and started again on the same port: the server that went away and came b
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,13 @@ def started_server(tmp: Path) -> RealServer:
     if why := server.start():
         pytest.skip(why)
     return server
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path) -> Iterator[RealServer]:
+    """started_server for the length of a `with` block (module fixtures yield it), stopped however the block ends."""
+    server = started_server(tmp)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -12,7 +12,7 @@ import urllib.request
 
 import msgspec
 import pytest
-from llama_server import RealServer, started_server
+from llama_server import RealServer, running_server
 
 from runtime.remote import FIM_TEMPLATES, PromptParts, RemoteBackend, RemoteConfig, render_fim
 from runtime.remote.fim import DISTINCTIVE_MARKERS
@@ -24,11 +24,8 @@ MARKERS = tuple(m for t in FIM_TEMPLATES.values() for m in t.special if m.starts
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
-    server = started_server(tmp_path_factory.mktemp("real-server"))
-    try:
+    with running_server(tmp_path_factory.mktemp("real-server")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def raw_backend(server: RealServer, **kw) -> RemoteBackend:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from llama_server import RealServer, started_server
+from llama_server import RealServer, running_server
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
@@ -27,11 +27,8 @@ MARKERS = DISTINCTIVE_MARKERS + FIM_TEMPLATES["qwen2.5-coder"].special
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    server = started_server(tmp_path_factory.mktemp("llama-server"))
-    try:
+    with running_server(tmp_path_factory.mktemp("llama-server")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def shown(client: LanguageClient, kind: types.MessageType) -> list[str]:
