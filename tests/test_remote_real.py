@@ -125,3 +125,22 @@ def test_real_llama_cpp_python_suffix_puts_token_zero_where_fim_tokens_belong(re
     assert with_suffix == token_zero != fim, (
         f"llama-cpp-python {llama_cpp.__version__} no longer uses token 0 for `suffix`: revisit "
         "LLAMA_CPP_PYTHON_SUFFIX in runtime/remote/backend.py")
+
+
+def test_waferline_complete_asks_the_remote_server_and_says_one_line_when_it_is_down(real_server, tmp_path):
+    """`waferline complete --backend openai-raw --endpoint URL`: the stdio harness through the language server to the
+    real server; a refused endpoint is one line and exit 1, not a hang."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "fib.py"
+    src.write_text(PARTS.prefix + PARTS.suffix)
+    cmd = [sys.executable, "-m", "lsp_server.cli", "complete", f"{src}:5:9", "--backend", "openai-raw",
+           "--fim-template", "qwen2.5-coder", "--timeout", "60"]
+    ok = subprocess.run(cmd + ["--endpoint", real_server.url], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "suggestion:" in ok.stdout and "round trip" in ok.stdout
+    assert not any(m in ok.stdout for m in MARKERS)
+    down = subprocess.run(cmd + ["--endpoint", "http://127.0.0.1:9/v1"], capture_output=True, text=True, timeout=120)
+    assert down.returncode == 1
+    assert "server not ready: error" in down.stderr and "Traceback" not in down.stderr
