@@ -243,6 +243,24 @@ async function check(name: string, body: () => Promise<string>): Promise<void> {
   }
 }
 
+/** Do what a person does to make `target` appear (`ask(again)`), again while it does not within `eachMs`: VS Code
+ * sometimes cancels a code-action request after the server's answer is in the log and shows nothing. Returns how
+ * many times it took, for the check's detail. */
+async function askUntilVisible(target: Locator, timeoutMs: number, eachMs: number,
+                               ask: (again: boolean) => Promise<void>, what: string): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let times = 0;
+  while (!(await target.isVisible())) {
+    if (Date.now() > deadline) {
+      throw new Error(`${what} (asked ${times} times)`);
+    }
+    await ask(times > 0);
+    times += 1;
+    await target.waitFor({ state: "visible", timeout: eachMs }).catch(() => undefined);
+  }
+  return times;
+}
+
 async function waitForGhostText(page: Page, timeoutMs: number): Promise<string> {
   // Ask again (Alt+\ = editor.action.inlineSuggest.trigger) whenever a request came back empty, so a
   // first answer that was still waiting on the model does not end the test.
@@ -373,19 +391,12 @@ async function run(browser: Browser, url: string): Promise<void> {
     const entry = menu.locator(".monaco-list-row", { hasText: "Complete here" }).first();
     // About one run in three here, Ctrl+. showed no menu although the server's answer to the code-action request
     // is in the log (cause inside VS Code not found): ask again as a person would, and say how many presses it took.
-    let attempts = 0;
-    const deadline = Date.now() + TIMEOUT_ACTION_MS;
-    while (!(await entry.isVisible())) {
-      if (Date.now() > deadline) {
-        throw new Error(`no "Complete here" in the code-action menu after ${attempts} Ctrl+. presses`);
-      }
-      if (attempts > 0) {
+    const attempts = await askUntilVisible(entry, TIMEOUT_ACTION_MS, 10_000, async (again) => {
+      if (again) {
         await page.keyboard.press("Escape");
       }
       await page.keyboard.press("Control+Period");
-      attempts += 1;
-      await entry.waitFor({ state: "visible", timeout: 10_000 }).catch(() => undefined);
-    }
+    }, 'no "Complete here" in the code-action menu after Ctrl+.');
     summary.screenshots.push(await shot(page, "05-code-action-menu"));
     await entry.click();
     await page.keyboard.press("Escape");
@@ -429,19 +440,12 @@ async function run(browser: Browser, url: string): Promise<void> {
     const selections = answers(selectionAnswer);
     // As with Ctrl+. above, VS Code sometimes drops an answered code-action request (it cancels it after the answer
     // is in the log) and shows nothing: select again, as a person would, and say how many selections it took.
-    let tries = 0;
-    const bulbDeadline = Date.now() + TIMEOUT_UI_MS;
-    while (!(await bulb.isVisible())) {
-      if (Date.now() > bulbDeadline) {
-        throw new Error(`no lightbulb on the selection of line 3 after ${tries} selections`);
-      }
-      if (tries > 0) {
+    const tries = await askUntilVisible(bulb, TIMEOUT_UI_MS, 5_000, async (again) => {
+      if (again) {
         await page.keyboard.press("End");
       }
       await page.keyboard.press("Shift+Home");
-      tries += 1;
-      await bulb.waitFor({ state: "visible", timeout: 5_000 }).catch(() => undefined);
-    }
+    }, "no lightbulb on the selection of line 3");
     summary.screenshots.push(await shot(page, "07-lightbulb-on-selection"));
     // Every answer before the selection's is in the log once the selection's is (one stderr, in order).
     await waitForMore(selectionAnswer, selections, "the server's answer for the selection is not in the log");
