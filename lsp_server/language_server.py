@@ -219,6 +219,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
                     self.ready_message = svc.probe_result.message if svc.probe_result else model
                 else:
                     self.ready_message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
+                progress("end", types.WorkDoneProgressEnd(message="ready"))  # queued before anyone can see "ready"
                 self.state, self.message = "ready", self.ready_message
             log.info("%s", self.message)
             if isinstance(svc, RemoteCompletionService):
@@ -229,7 +230,6 @@ class WaferlineServer(RemoteLink, LanguageServer):
                 from lsp_server import wafer_bridge
 
                 wafer_bridge.warm(svc.bundle.path, self.settings.hardware)  # off the worker: never waited for
-            progress("end", types.WorkDoneProgressEnd(message="ready"))
             return None
 
         self.scheduler.submit(MODEL_KEY, load, supersede=False)

@@ -128,6 +128,9 @@ async def test_did_change_storm_leaves_no_backlog(client: LanguageClient, tiny_b
 
 async def test_malformed_params_get_an_error_not_silence(client: LanguageClient, tiny_bundle):
     await start(client, {"model": str(tiny_bundle)})
+    # the load's progress "end" must be in before messages go untyped (pytest-lsp's handler wants it typed)
+    ended = lambda: any(type(v).__name__ == "WorkDoneProgressEnd" for r in client.progress_reports.values() for v in r)  # noqa: E731
+    assert await until(ended)
     client.protocol.get_message_type = lambda method: None  # let the test client send untyped, invalid params
     with pytest.raises(JsonRpcException) as info:
         await client.protocol.send_request_async("textDocument/inlineCompletion", {"textDocument": 5, "position": "x"})
