@@ -105,7 +105,7 @@ class LlamaCppLookup:
                          # logits but sizes its score buffer for one batch unless told (ValueError past 512 tokens)
                          logits_all=True, draft_model=LlamaPromptLookupDecoding(), verbose=False)
 
-    def run(self, ids, new_tokens, speculate=True):
+    def run(self, ids, new_tokens):
         out, t1 = [], None
         t0 = time.perf_counter()
         for tok in self.llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):

@@ -383,6 +383,10 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         latency = spec.step_s / spec.expected_tokens_per_step
     prefill_s = pre.total / clock
     weight_bytes = w.weight_bytes(opts.dtype)
+    # weights swept per second: once per token plainly; with speculation, the target's once per verify pass and the
+    # draft's once per drafted token, per step
+    swept_per_s = (weight_bytes / latency if spec is None else
+                   (spec.verify_passes * weight_bytes + spec.draft_tokens * draft.weight_bytes(opts.dtype)) / spec.step_s)
     return Report(
         model=w.name, workload_source=w.source, hardware=hw.name, dtype=opts.dtype, collective=opts.collective,
         clock_hz=clock, grid=f"{p.grid_rows}x{p.grid_cols}", grid_forced=opts.grid is not None,
@@ -396,7 +400,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         prefill_sram_bytes_per_pe=plan.sram_bytes_per_pe,
         wafer_crossings_per_token=crossings(p), weight_bytes=weight_bytes,
         kv_bytes=sum(sg.kv_bytes_per_token for sg in w.subgraphs) * opts.context,
-        effective_sram_read_bytes_per_s=weight_bytes / latency,
+        effective_sram_read_bytes_per_s=swept_per_s,
         subgraphs=sg_reports, regions=region_reports,
         acceptance=opts.acceptance if spec else None, draft_tokens=opts.draft_tokens if spec else 0, speculation=spec,
     )
