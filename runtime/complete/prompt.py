@@ -21,6 +21,7 @@ from runtime.complete.request import CompletionRequest
 from runtime.crossfile import as_comments, by_path
 from runtime.header import header_path, header_repo
 
+MIDDLE_MAX_TOKENS = 96  # FIM: lines typed since the middle started stay after <|fim_middle|> up to this many tokens
 WINDOW_REFILL_FRACTION = 0.75  # after a jump the window holds 3/4 of max tokens: ~1/4 of slack before the next jump
 WINDOW_SHRINK_FRACTION = 0.5  # a window below half of max (cursor moved up, text deleted) is refilled
 _SCAN_CHARS_PER_TOKEN = 12  # generous chars/token bound: only this much text is ever tokenized to place the start
@@ -142,6 +143,7 @@ class PromptPlanner:
     def __init__(self, meta, tokenizer, stop_ids: list[int]):
         self.meta, self.tokenizer, self.stop_ids = meta, tokenizer, stop_ids
         self._window_starts: OrderedDict[str, int] = OrderedDict()
+        self._middle_starts: OrderedDict[str, int] = OrderedDict()
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else []
@@ -154,9 +156,11 @@ class PromptPlanner:
 
         Plain models: [bos] [header] window-of-prefix.
         FIM models (PSM, as trained; the layout llama.cpp's /infill gives llama.vscode's `prompt` field):
-            [header] <|fim_prefix|> lines above the cursor line <|fim_suffix|> suffix <|fim_middle|> cursor line so far
-        The cursor line's text sits after <|fim_middle|>, as the start of the middle the model writes: while the user
-        types on a line everything before it stays the same, so only the typed characters are evaluated (KV reuse).
+            [header] <|fim_prefix|> lines above the middle <|fim_suffix|> suffix <|fim_middle|> middle so far
+        The middle starts at the cursor line and stays put while the user types on and below it (see _middle_start):
+        as the start of the middle the model writes, the typed text sits after <|fim_middle|>, so everything before
+        it stays the same and only the typed characters are evaluated (KV reuse) -- at a new line too, where moving
+        the line into the prefix would re-evaluate the whole suffix after it.
 
         The end backs off to a natural token boundary (trailing spaces, indentation, a cursor that cuts a token); the
         backed-off text is the forced prefix of the answer (token healing) and is stripped from the completion.
@@ -168,7 +172,7 @@ class PromptPlanner:
         budget = max(16, min(req.max_prompt_tokens, max_context - req.max_new_tokens - suffix_room - 8) - len(head))
         start = self._window_start(req, budget, remember)
         if m.has_fim:
-            cut = max(start, req.prefix.rfind("\n") + 1)
+            cut = self._middle_start(req, start, remember)
             line = req.prefix[cut:]
             text = line.rstrip(" \t")
             body, backoff = self._heal_last_token(self.encode(text), text, line[len(text):])
@@ -189,6 +193,21 @@ class PromptPlanner:
 
     def forget(self, doc_key: str) -> None:
         self._window_starts.pop(doc_key, None)
+        self._middle_starts.pop(doc_key, None)
+
+    def _middle_start(self, req: CompletionRequest, start: int, remember: bool) -> int:
+        """Where a FIM prompt's middle starts: the document's last middle start while it is still a line start at or
+        above the cursor line, inside the window, and the text from it to the cursor line is at most
+        MIDDLE_MAX_TOKENS; else the cursor line's start (a cold request, a jump elsewhere, or a middle grown long:
+        then the suffix is evaluated once more and the middle restarts). Remembered per document like the window."""
+        line_start = max(start, req.prefix.rfind("\n") + 1)
+        prev = self._middle_starts.get(req.doc_key)
+        keep = (prev is not None and start <= prev <= line_start and (prev == 0 or req.prefix[prev - 1] == "\n")
+                and (prev == line_start or self.count_tokens(req.prefix[prev:line_start]) <= MIDDLE_MAX_TOKENS))
+        cut = prev if keep else line_start
+        if remember:
+            _remember(self._middle_starts, req.doc_key, cut)
+        return cut
 
     def _context_ids(self, req: CompletionRequest, max_context: int) -> list[int]:
         """The header with `req.context` before the current file, as each model was trained: repo-level tokens
@@ -234,13 +253,10 @@ class PromptPlanner:
         prev = self._window_starts.get(req.doc_key)
         rel = choose_window_start(view, None if prev is None or prev < base else prev - base, self.count_tokens, budget)
         start = base + rel
-        if not remember:
-            return start
-        self._window_starts[req.doc_key] = start
-        self._window_starts.move_to_end(req.doc_key)
-        while len(self._window_starts) > REMEMBERED_WINDOWS:
-            self._window_starts.popitem(last=False)
+        if remember:
+            _remember(self._window_starts, req.doc_key, start)
         return start
+
     def _heal_last_token(self, body: list[int], text: str, backoff: str) -> tuple[list[int], str]:
         """Token healing: the cursor may cut a token ("items.extend(va|"); give the last token back and let the
         model choose one that starts with its text, so "va" can become "values" instead of ending a word."""
@@ -250,3 +266,11 @@ class PromptPlanner:
         if last and text.endswith(last) and body[-1] not in self.stop_ids:
             return body[:-1], last
         return body, backoff
+
+
+def _remember(starts: OrderedDict[str, int], doc_key: str, offset: int) -> None:
+    """Keep a document's offset, the REMEMBERED_WINDOWS most recent documents only (LRU)."""
+    starts[doc_key] = offset
+    starts.move_to_end(doc_key)
+    while len(starts) > REMEMBERED_WINDOWS:
+        starts.popitem(last=False)
