@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) bench/anchor.py  # the llama.cpp the tests start must run here: rebuilt without AMX when a native build dies
 	touch $@
 
 install: $(VENV)/.installed
