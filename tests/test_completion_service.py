@@ -240,35 +240,38 @@ def test_fim_prompt_bounds_a_huge_suffix_and_prefix(tokenizer):
 
 
 def test_fim_middle_keeps_typed_lines_so_a_new_line_reuses_the_suffix(tokenizer):
-    """At a new line the typed line stays after <|fim_middle|>: prefix and suffix keep their tokens, so the next
-    request evaluates only the new text, not the suffix again (the cost that made typing slow with a FIM model)."""
-    from runtime.complete.prompt import MIDDLE_MAX_TOKENS
+    """The middle starts a few lines above the cursor, and at a new line the typed line stays after <|fim_middle|>:
+    prefix and suffix keep their tokens, so the next request evaluates only the new text, not the suffix again (the
+    cost that made typing slow with a FIM model)."""
+    from runtime.complete.prompt import MIDDLE_LINES, MIDDLE_MAX_TOKENS
 
     svc, dec = service(tokenizer, fim=True)
     m = svc.meta
+
+    def parts(plan):
+        i, j = plan.ids.index(m.fim_suffix_id), plan.ids.index(m.fim_middle_id)
+        return tokenizer.decode(plan.ids[1:i]), tokenizer.decode(plan.ids[j + 1 :])
+
     suffix = "\n\n\ndef main():\n    print(total([1, 2, 3]))\n" * 4
     first = CompletionRequest(prefix="import os\n\n\ndef total(values):\n    result = 0", suffix=suffix, doc_key="d")
+    head, middle = parts(svc.plan_prompt(first))
+    assert head == "import os\n" and middle.startswith("\n\ndef total(values):\n    result")  # " 0" may be healed
     svc.complete(first)
     before = dec.evaluated
     typed = msgspec.structs.replace(first, prefix=first.prefix + "\n    for v in values:\n        ")
     plan = svc.plan_prompt(typed)
-    j = plan.ids.index(m.fim_middle_id)
-    assert tokenizer.decode(plan.ids[1 : plan.ids.index(m.fim_suffix_id)]) == "import os\n\n\ndef total(values):\n"
-    assert tokenizer.decode(plan.ids[j + 1 :]) == "    result = 0\n    for v in values:\n"
+    assert parts(plan) == ("import os\n", "\n\ndef total(values):\n    result = 0\n    for v in values:\n")
     assert plan.backoff == "        "
     svc.complete(typed)
-    n_suffix = len(svc.encode(suffix))
-    assert dec.evaluated - before < n_suffix  # the suffix was not evaluated again
-    # a middle grown past its budget restarts at the cursor line (the suffix is evaluated once more)
+    assert dec.evaluated - before < len(svc.encode(suffix))  # the suffix was not evaluated again
+    # a middle grown past its budget restarts MIDDLE_LINES above the cursor line (the suffix is evaluated once more)
     long = msgspec.structs.replace(first, prefix=typed.prefix + "x = 1\n" * (MIDDLE_MAX_TOKENS // 2) + "y")
     plan = svc.plan_prompt(long)
-    assert tokenizer.decode(plan.ids[plan.ids.index(m.fim_middle_id) + 1 :]) == "y"
-    # the cursor moved above the middle's start: it restarts there too
-    up = msgspec.structs.replace(first, prefix="import os\n\n\ndef total(values):\n    res")
-    plan = svc.plan_prompt(up)
-    assert tokenizer.decode(plan.ids[plan.ids.index(m.fim_middle_id) + 1 :]).startswith("    re")
-    # and the restarted middle is what the document's next request starts from
-    assert svc.prompts._middle_starts["d"] == len("import os\n\n\ndef total(values):\n")
+    assert parts(plan)[1] == "x = 1\n" * MIDDLE_LINES and plan.backoff == "y"  # "y" healed: given back to the model
+    # the cursor moved above the middle's start: it restarts at the cursor line (nothing above it here)
+    up = msgspec.structs.replace(first, prefix="import os")
+    head, middle = parts(svc.plan_prompt(up))
+    assert head == "" and middle.startswith("import") and svc.prompts._middle_starts["d"] == 0
 
 
 def test_repo_header_when_tokens_exist(tokenizer):
