@@ -3,6 +3,7 @@
     waferline simulate (--arch NAME | --arch-file F | --model NAME_OR_BUNDLE_DIR) [--hardware wse2|wse3|FILE.toml]
                        [--wafers N] [--grid RxC|auto] [--collective ktree|pipeline|ring] [--clock-hz F]
                        [--dtype bf16|int8|int4] [--prompt-len P] [--context C] [--prefill-chunk T]
+                       [--method placed|per-layer]
                        [--json] [--plot OUT.png]
     waferline simulate --gemv MxN [--hardware ...] [--grid RxC|auto] [--collective ...] [--json]
 """
@@ -46,6 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "(same vocabulary as the target), placed on its own wafer")
     p.add_argument("--draft-tokens", type=int, metavar="K", help="draft tokens proposed per verify step (default: 4)")
     p.add_argument("--acceptance", type=float, metavar="A", help="probability that one draft token is accepted (with --draft)")
+    p.add_argument("--method", choices=("placed", "per-layer"), help="placed (default): the whole model as placed, "
+                   "with hops, wafer crossings, embedding and head; per-layer: one layer on its grid x the layer count, "
+                   "as WaferLLM measured (no crossings, no head)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write the wafer heat-map and latency bars")
     return p
@@ -118,6 +122,7 @@ def run_case(fields: dict):
         prompt_len=fields.get("prompt_len", 1024), context=fields.get("context", 4096),
         prefill_chunk=fields.get("prefill_chunk"),
         draft_tokens=fields.get("draft_tokens", 4), acceptance=fields.get("acceptance"),
+        method=fields.get("method", "placed"),
     )
     if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
         raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")

@@ -62,7 +62,7 @@ class Report(msgspec.Struct):
     clock_hz: float
     grid: str  # per-layer rows x cols
     grid_forced: bool
-    wafers_used: int
+    wafers_used: int  # per-layer method: 1 (one layer's grid is what is timed)
     pes_used: int
     context: int
     prompt_len: int
@@ -94,6 +94,7 @@ class Report(msgspec.Struct):
     acceptance: float | None = None
     draft_tokens: int = 0
     speculation: Speculation | None = None
+    method: str = "placed"  # "placed" (the whole model as placed) | "per-layer" (one layer x layers, as WaferLLM timed)
 
 
 class GemvReport(msgspec.Struct):
@@ -118,7 +119,9 @@ def format_table(r: Report, max_layers: int = 2) -> str:
     head = f"{'subgraph':<16}{'PEs':>9}{'SRAM%':>7}" + "".join(f"{c[:11]:>12}" for c in cols) + f"{'us/token':>11}"
     lines = [
         f"{r.model} on {r.wafers_used} x {r.hardware} ({r.dtype}, {r.collective}, grid {r.grid}"
-        f"{' forced' if r.grid_forced else ' auto'}, {r.clock_hz / 1e9:.2f} GHz, context {r.context})",
+        f"{' forced' if r.grid_forced else ' auto'}, {r.clock_hz / 1e9:.2f} GHz, context {r.context})"
+        + (": per-layer method, one layer timed x the layer count (no crossings, no embedding, no head)"
+           if r.method == "per-layer" else ""),
         "decode µs per token by component" + (" (the target alone, one token):" if r.speculation else ":"),
         head,
         "-" * len(head),

@@ -34,6 +34,9 @@ from .report import GemvReport, RegionReport, Report, SubgraphReport
 from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
 
 
+METHODS = ("placed", "per-layer")
+
+
 class SimOptions(msgspec.Struct, kw_only=True):
     dtype: str = "bf16"
     collective: str = "ktree"
@@ -44,6 +47,11 @@ class SimOptions(msgspec.Struct, kw_only=True):
     prefill_chunk: int | None = None  # auto placement: tokens per pipelined prefill chunk; None = the TTFT-optimal one
     draft_tokens: int = 4  # with a draft model: tokens it proposes per verify step
     acceptance: float | None = None  # with a draft model: probability that one draft token is accepted
+    # "placed": the whole model as placed (embedding, every layer on its own region, hops, wafer crossings, head,
+    # host I/O). "per-layer": WaferLLM's measurement -- one layer on its P x P grid, its time x the layer count; no
+    # hops between layers, no wafer crossings, no embedding, no LM head, no host I/O (HARDWARE.md, "How WaferLLM
+    # measured"). The calibration points were measured this way, so the PE constants are fitted on it.
+    method: str = "placed"
 
 
 def _check(opts: SimOptions) -> None:
@@ -51,6 +59,8 @@ def _check(opts: SimOptions) -> None:
         raise WaferError(f"unknown dtype '{opts.dtype}' (known: {', '.join(DTYPES)})")
     if opts.collective not in C.COLLECTIVES:
         raise WaferError(f"unknown collective '{opts.collective}' (known: {', '.join(C.COLLECTIVES)})")
+    if opts.method not in METHODS:
+        raise WaferError(f"unknown method '{opts.method}' (known: {', '.join(METHODS)})")
     if opts.prompt_len <= 0 or opts.context <= 0:
         raise WaferError(f"--prompt-len and --context must be > 0 (got {opts.prompt_len}, {opts.context})")
     if opts.prompt_len > opts.context:
@@ -324,8 +334,21 @@ class _Sim:
                 f"per PE (MeshGEMM tiles beside the resident weights and KV) but a PE holds {fmt_bytes(cap)}: short by "
                 f"{fmt_bytes(need - cap)} per PE; use " + (f"--prompt-len {ok} or less, " if ok else "")
                 + "a larger --grid, or auto placement (layer-pipelined chunks)")
-        total, per_sg = self.prefill(p)
+        total, per_sg = self.per_layer(p, "prefill") if o.method == "per-layer" else self.prefill(p)
         return PrefillPlan(total, per_sg, "meshgemm", o.prompt_len, 1, o.prompt_len, need, False)
+
+    def per_layer(self, p: Placement, phase: str) -> tuple[Cost, dict[str, Cost]]:
+        """WaferLLM's method: one steady-state layer (layer 1: layer 0 skips the residual add) on its grid, its time
+        x the layer count. Nothing else is charged: the embedding, head, hops and crossings were never timed."""
+        regions = self.region_of(p)
+        layers = _layers(self.w)
+        timed = layers[1] if len(layers) > 1 else layers[0]
+        one = sum((self.sub(sg, regions[sg.name], phase) for sg in timed), Cost())
+        per_sg = {sg.name: Cost() for sg in self.w.subgraphs}
+        for layer in layers:
+            for sg, t in zip(layer, timed):
+                per_sg[sg.name] = self.sub(t, regions[t.name], phase)
+        return one * len(layers), per_sg
 
 
 @dataclass
@@ -349,11 +372,14 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     """`draft`: a draft model for speculative decoding (runtime/wafer/speculative.py), placed on its own wafers."""
     _check(opts)
     if draft is not None:
+        if opts.method == "per-layer":
+            raise WaferError("--draft needs --method placed: speculation runs the whole model, not one timed layer")
         speculative.check(opts.draft_tokens, opts.acceptance)
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles)
-    dec, dec_sg = sim.decode(p)
-    plan = sim.prefill_forced(p) if opts.grid is not None else sim.prefill_auto(p)
+    per_layer = opts.method == "per-layer"
+    dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
+    plan = sim.prefill_forced(p) if opts.grid is not None or per_layer else sim.prefill_auto(p)
     pre, pre_sg = plan.cost, plan.per_sg
     clock = hw.clock_hz
     regions = sim.region_of(p)
@@ -390,7 +416,10 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     return Report(
         model=w.name, workload_source=w.source, hardware=hw.name, dtype=opts.dtype, collective=opts.collective,
         clock_hz=clock, grid=f"{p.grid_rows}x{p.grid_cols}", grid_forced=opts.grid is not None,
-        wafers_used=p.wafers_used + (spec.draft_wafers if spec else 0), pes_used=sum(r.width * r.height for r in p.regions),
+        method=opts.method,
+        # per-layer: one layer timed on one grid of one wafer (what WaferLLM measured), whatever placing all would need
+        wafers_used=1 if per_layer else p.wafers_used + (spec.draft_wafers if spec else 0),
+        pes_used=p.grid_rows * p.grid_cols if per_layer else sum(r.width * r.height for r in p.regions),
         context=opts.context, prompt_len=opts.prompt_len,
         per_token_latency_s=latency, decode_tokens_per_s=1.0 / latency,
         prefill_s=prefill_s, ttft_s=prefill_s, prefill_tokens_per_s=opts.prompt_len / prefill_s,
@@ -398,7 +427,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         prefill_kernel=plan.kernel, prefill_pipelined=plan.pipelined, prefill_chunk_tokens=plan.chunk_tokens,
         prefill_chunks=plan.chunks, prefill_max_chunk_tokens=plan.max_chunk_tokens,
         prefill_sram_bytes_per_pe=plan.sram_bytes_per_pe,
-        wafer_crossings_per_token=crossings(p), weight_bytes=weight_bytes,
+        wafer_crossings_per_token=0 if per_layer else crossings(p), weight_bytes=weight_bytes,
         kv_bytes=sum(sg.kv_bytes_per_token for sg in w.subgraphs) * opts.context,
         effective_sram_read_bytes_per_s=swept_per_s,
         subgraphs=sg_reports, regions=region_reports,
