@@ -2,8 +2,8 @@
 
     waferline simulate (--arch NAME | --arch-file F | --model NAME_OR_BUNDLE_DIR) [--hardware wse2|wse3|FILE.toml]
                        [--wafers N] [--grid RxC|auto] [--collective ktree|pipeline|ring] [--clock-hz F]
-                       [--dtype bf16|int8|int4] [--prompt-len P] [--context C] [--prefill-chunk T]
-                       [--method placed|per-layer]
+                       [--dtype bf16|fp8|int8|int4] [--prompt-len P] [--context C] [--prefill-chunk T]
+                       [--method placed|per-layer] [--placement fewest-wafers|fastest]
                        [--json] [--plot OUT.png]
     waferline simulate --gemv MxN [--hardware ...] [--grid RxC|auto] [--collective ...] [--json]
 """
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--grid", default="auto", metavar="RxC|auto", help="per-layer PE grid (default: auto)")
     p.add_argument("--collective", default="ktree", choices=("ktree", "pipeline", "ring"), help="allreduce algorithm")
     p.add_argument("--clock-hz", type=float, metavar="F", help="override the preset clock")
-    p.add_argument("--dtype", default="bf16", choices=("bf16", "int8", "int4"), help="weight precision on the wafer")
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp8", "int8", "int4"), help="weight precision on the wafer")
     p.add_argument("--prompt-len", type=int, default=1024, metavar="P", help="prompt tokens for TTFT (default: %(default)s)")
     p.add_argument("--context", type=int, default=4096, metavar="C", help="KV positions resident (default: %(default)s)")
     p.add_argument("--prefill-chunk", type=int, metavar="T",
@@ -50,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("placed", "per-layer"), help="placed (default): the whole model as placed, "
                    "with hops, wafer crossings, embedding and head; per-layer: one layer on its grid x the layer count, "
                    "as WaferLLM measured (no crossings, no head)")
+    p.add_argument("--placement", choices=("fewest-wafers", "fastest"), help="auto grid: fewest-wafers (default) "
+                   "takes the fastest plan on the fewest wafers that hold the model; fastest takes the fastest plan "
+                   "on up to --wafers")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write the wafer heat-map and latency bars")
     return p
@@ -122,7 +125,7 @@ def run_case(fields: dict):
         prompt_len=fields.get("prompt_len", 1024), context=fields.get("context", 4096),
         prefill_chunk=fields.get("prefill_chunk"),
         draft_tokens=fields.get("draft_tokens", 4), acceptance=fields.get("acceptance"),
-        method=fields.get("method", "placed"),
+        method=fields.get("method", "placed"), placement=fields.get("placement", "fewest-wafers"),
     )
     if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
         raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")

@@ -24,6 +24,7 @@ from .hardware import WaferSpec
 from .workload import ACT_BYTES, WEIGHT_BYTES, Subgraph, Workload
 
 MAX_WAFERS = 256  # beyond this the plan is refused (no deployment of that size is published)
+PLACEMENTS = ("fewest-wafers", "fastest")
 
 
 class Region(msgspec.Struct):
@@ -254,9 +255,13 @@ def shortfall_error(w: Workload, hw: WaferSpec, dtype: str, context: int, wafers
 
 def place(
     w: Workload, hw: WaferSpec, dtype: str, context: int, grid: tuple[int, int] | None, wafers: int | None,
-    collective: str, score: Callable[[Placement], float],
+    collective: str, score: Callable[[Placement], float], policy: str = "fewest-wafers",
 ) -> Placement:
-    """Place `w`: forced grid (wafers = as many as it needs unless --wafers) or the best square grid by `score`."""
+    """Place `w`: forced grid (wafers = as many as it needs unless --wafers) or the best grid by `score` among
+    `policy`'s plans: "fewest-wafers" those on the fewest wafers that hold the model (or on --wafers), "fastest" all
+    that fit --wafers (or MAX_WAFERS): a smaller dtype may then keep the PEs and run faster instead of saving wafers."""
+    if policy not in PLACEMENTS:
+        raise WaferError(f"unknown placement '{policy}' (known: {', '.join(PLACEMENTS)})")
     if 2 * COLORS_PER_AXIS[collective] > hw.routable_colors:
         raise WaferError(f"collective '{collective}' needs {2 * COLORS_PER_AXIS[collective]} fabric colors; {hw.name} routes {hw.routable_colors}")
     cap = hw.tensor_bytes_per_pe
@@ -296,7 +301,7 @@ def place(
             f"no per-layer grid on the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh places them all; "
             "use a larger mesh, --grid RxC, or a smaller --dtype/--context"
         )
-    limit = wafers if wafers is not None else min(p.wafers_used for p in plans)
+    limit = wafers if wafers is not None else (MAX_WAFERS if policy == "fastest" else min(p.wafers_used for p in plans))
     ok = [p for p in plans if p.wafers_used <= limit]
     if not ok:
         raise shortfall_error(w, hw, dtype, context, limit, fit=min(p.wafers_used for p in plans))

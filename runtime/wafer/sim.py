@@ -52,6 +52,7 @@ class SimOptions(msgspec.Struct, kw_only=True):
     # hops between layers, no wafer crossings, no embedding, no LM head, no host I/O (HARDWARE.md, "How WaferLLM
     # measured"). The calibration points were measured this way, so the PE constants are fitted on it.
     method: str = "placed"
+    placement: str = "fewest-wafers"  # auto grid: the fastest plan on the fewest wafers, or the fastest on any count
 
 
 def _check(opts: SimOptions) -> None:
@@ -376,7 +377,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
             raise WaferError("--draft needs --method placed: speculation runs the whole model, not one timed layer")
         speculative.check(opts.draft_tokens, opts.acceptance)
     sim = _Sim(w, hw, opts)
-    p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles)
+    p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement)
     per_layer = opts.method == "per-layer"
     dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
     plan = sim.prefill_forced(p) if opts.grid is not None or per_layer else sim.prefill_auto(p)
