@@ -3,10 +3,10 @@ percentage error per case, mean and max APE, one summary line.
 
     python bench/wafer_validation.py                 # all cases of bench/wafer_cases.toml
     python bench/wafer_validation.py --cases F.toml  # another data file (same fields as `waferline simulate`)
-    python bench/wafer_validation.py --fit           # re-fit the three PE-software constants to the fit=true cases
+    python bench/wafer_validation.py --fit           # re-fit the three fitted PE-software constants to the fit=true cases
 
 The fit is exact and linear: every time the model predicts is affine in vector_op_issue_cycles, loop_step_cycles and
-collective_setup_cycles (placement is fixed by the forced grids), so three calibration points give three equations.
+map_step_cycles (placement is fixed by the forced grids), so three calibration points give three equations.
 It prints the constants to paste into runtime/wafer/presets/wse2.toml (and wse3.toml, same PE software).
 """
 
@@ -28,7 +28,7 @@ from runtime.wafer import cli as wcli  # noqa: E402
 from runtime.wafer import hardware as whw  # noqa: E402
 
 CASES = Path(__file__).with_name("wafer_cases.toml")
-FIT_FIELDS = ("vector_op_issue_cycles", "loop_step_cycles", "collective_setup_cycles")
+FIT_FIELDS = ("vector_op_issue_cycles", "loop_step_cycles", "map_step_cycles")
 
 
 def load_cases(path: Path) -> list[dict]:

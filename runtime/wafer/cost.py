@@ -283,10 +283,12 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
 def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str, weights_move: bool = True) -> Cost:
     """C[S,N] = A[S,K] B[K,N] by MeshGEMM (WaferLLM meshgemm.csl, Cannon-style) on rows x cols.
 
-    An initial skew of steps/2 shifts aligns A; then `steps` rounds, each a local tile product -- a loop over the
-    Kt x Nt weights of the B tile, each step one fmac of length Mt -- overlapped with the shift of the next A and B
-    tiles to a PE <= gemm_shift_hops away (double buffers). A round costs its task switch (one standalone op) plus
-    the longer of compute and shift.
+    An initial skew of steps/2 shifts aligns A; then `steps` rounds, each a local tile product overlapped with the
+    shift of the next A and B tiles to a PE <= gemm_shift_hops away (double buffers). A round costs its task switch
+    (one standalone op) plus the longer of compute and shift. The tile product is the kernel's loop as written
+    (meshgemm.csl `mm_compute`): for each of Kt rows, descriptors are set up once (`loop_step_cycles`: base address,
+    three DSR loads, two offset increments), then one `@map` over the Nt weights of the row, each element an fmac of
+    length Mt (`map_step_cycles` to start, then Mt / lanes).
     """
     steps = max(rows, cols)
     mt, kt, nt = cdiv(s, rows), cdiv(k, steps), cdiv(n, cols)
@@ -295,7 +297,7 @@ def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str
     shift = Cost().add("fabric_hops", hw.gemm_shift_hops * hw.hop_latency_cycles).add("ramp", 2 * hw.ramp_latency_cycles)
     shift.add("wavelets", w).add("coll_setup", hw.collective_setup_cycles)
     # the fmac's vector is the A column (16-bit activations); the B weight is its scalar operand, widened to 16 bit
-    compute = local_matmul(hw, kt * nt, mt, "bf16", standalone=False)
+    compute = mesh_tile(hw, kt, nt, mt)
     if weights_move and dtype != "bf16":
         compute += widen_scalars(hw, kt, nt, dtype)
     per_round = Cost().add("instr_issue", hw.vector_op_issue_cycles)
@@ -303,6 +305,18 @@ def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str
     a_shift = Cost().add("fabric_hops", hw.gemm_shift_hops * hw.hop_latency_cycles).add("ramp", 2 * hw.ramp_latency_cycles)
     a_shift.add("wavelets", wavelets(hw, mt * kt)).add("coll_setup", hw.collective_setup_cycles)
     return per_round * steps + a_shift * (steps // 2)
+
+
+def mesh_tile(hw: WaferSpec, kt: int, nt: int, mt: int) -> Cost:
+    """One MeshGEMM round's local product on a PE: Kt descriptor setups, Kt x Nt @map elements (fmacs of length Mt).
+    SRAM: each MAC reads an A element and an accumulator at 16 bit (the B element is the map's scalar)."""
+    if kt <= 0 or nt <= 0 or mt <= 0:
+        return Cost()
+    n = kt * nt
+    mac = n * cdiv(mt, hw.macs_per_cycle_16bit)
+    read = n * math.ceil(mt * 2 * ACT_BYTES / hw.sram_read_bytes_per_cycle)
+    c = Cost().add("instr_issue", kt * hw.loop_step_cycles + n * hw.map_step_cycles)
+    return c.add("compute", mac).add("sram_read", max(0, read - mac))
 
 
 def widen_scalars(hw: WaferSpec, kt: int, nt: int, dtype: str) -> Cost:

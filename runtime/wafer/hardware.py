@@ -56,7 +56,8 @@ class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host_io_latency_s: float
     # -- the PE software (kernel) constants
     vector_op_issue_cycles: float  # one standalone DSD vector instruction: DSR loads, address setup, call/return
-    loop_step_cycles: float  # one step of a GEMV/GEMM loop (one fmac row inside @map)
+    loop_step_cycles: float  # one step of a GEMV loop / one row of MeshGEMM's: descriptor setup + fmac start
+    map_step_cycles: float  # one element of a @map (MeshGEMM: one fmac per weight of a row): its call and fmac start
     collective_setup_cycles: float  # per collective phase or mesh shift: fabric queue/DSD setup
     relay_alu_cycles: float  # the add inside a software relay (Luczynski's "+1" in (2 T_R + 1))
     gemm_shift_hops: int  # MeshGEMM's interleaved cyclic shift: every transfer spans at most this many hops
@@ -94,7 +95,7 @@ def _validate(spec: WaferSpec, origin: str) -> WaferSpec:
         if not getattr(spec, field) > 0:
             raise bad(f"{field} must be > 0 (got {getattr(spec, field)})")
     for field in ("macs_per_cycle_8bit", "macs_per_cycle_4bit", "hop_latency_cycles", "ramp_latency_cycles", "wafer_link_latency_s", "host_io_latency_s",
-                  "vector_op_issue_cycles", "loop_step_cycles", "collective_setup_cycles", "relay_alu_cycles",
+                  "vector_op_issue_cycles", "loop_step_cycles", "map_step_cycles", "collective_setup_cycles", "relay_alu_cycles",
                   "sram_reserved_bytes_per_pe"):
         if getattr(spec, field) < 0:
             raise bad(f"{field} must not be negative (got {getattr(spec, field)})")
