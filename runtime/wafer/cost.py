@@ -279,6 +279,19 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
     return c
 
 
+def fold_penalty(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, kernel: str) -> Cost:
+    """A strip region wrapped round a band's end (packing.py): every x-line folds through the next band, `rows` PEs
+    away. Each collective along x crosses the fold once reducing and once broadcasting (decode and the stream
+    kernel: o_proj's and down_proj's allreduces, the head's argmax); MeshGEMM's x-shifts cross it every round."""
+    fold = rows * hw.hop_latency_cycles
+    if kernel == "meshgemm":
+        gemms = {"attn": 4, "mlp": 2}.get(sg.kind, 0)  # qkv, QK^T, PV, o_proj; gate_up, down
+        steps = max(rows, cols)
+        return Cost().add("fabric_hops", gemms * (steps + steps // 2) * fold)
+    x_collectives = {"attn": 1, "mlp": 1, "head": 1}.get(sg.kind, 0)
+    return Cost().add("fabric_hops", x_collectives * 2 * fold)
+
+
 # ------------------------------------------------------------------------------------------------ prefill (GEMM)
 def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str, weights_move: bool = True) -> Cost:
     """C[S,N] = A[S,K] B[K,N] by MeshGEMM (WaferLLM meshgemm.csl, Cannon-style) on rows x cols.

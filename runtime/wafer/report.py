@@ -33,6 +33,7 @@ class RegionReport(msgspec.Struct):
     height: int
     sram_bytes_per_pe: int
     sram_use_pct: float
+    wrap_cols: int = 0  # a strip wrapped round its band's end: columns continued at the same edge of the next band
 
 
 class Speculation(msgspec.Struct, kw_only=True):

@@ -28,8 +28,8 @@ from . import speculative
 from .cost import Cost, cdiv
 from .errors import WaferError
 from .hardware import WaferSpec
-from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, max_prefill_chunk, place, prefill_sram_per_pe,
-                        sram_parts, sram_per_pe)
+from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, layer_region_groups, max_prefill_chunk, place,
+                        prefill_sram_per_pe, sram_parts, sram_per_pe)
 from .report import GemvReport, RegionReport, Report, SubgraphReport
 from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
 
@@ -87,7 +87,7 @@ class _Sim:
         self.cache: dict = {}
 
     def sub(self, sg: Subgraph, region: Region, phase: str) -> Cost:
-        key = (phase, _shape_key(sg), region.height, region.width)
+        key = (phase, _shape_key(sg), region.height, region.width, region.wrap_cols > 0)
         c = self.cache.get(key)
         if c is None:
             o = self.o
@@ -95,6 +95,9 @@ class _Sim:
                 c = C.decode_subgraph(self.hw, sg, region.height, region.width, o.dtype, o.collective, o.context)
             else:
                 c = C.prefill_subgraph(self.hw, sg, region.height, region.width, o.dtype, o.collective, o.prompt_len)
+            if region.wrap_cols:
+                gemm = phase != "decode" and sg.kind in ("attn", "mlp")  # prefill's head runs the decode dataflow
+                c = c + C.fold_penalty(self.hw, sg, region.height, region.width, "meshgemm" if gemm else "stream")
             self.cache[key] = c
         return c
 
@@ -161,7 +164,7 @@ class _Sim:
             ckey = cdiv(ctx, rows) if sg.kind == "attn" else 0
         else:
             ckey = (cdiv(ctx, cols), cdiv(ctx, max(rows, cols))) if sg.kind == "attn" else 0
-        key = ("chunk", kernel, _shape_key(sg), rows, cols, size, ckey)
+        key = ("chunk", kernel, _shape_key(sg), rows, cols, size, ckey, region.wrap_cols > 0)
         c = self.cache.get(key)
         if c is None:
             o = self.o
@@ -169,6 +172,8 @@ class _Sim:
                 c = C.decode_subgraph(self.hw, sg, rows, cols, o.dtype, o.collective, ctx, tokens=size)
             else:
                 c = C.prefill_subgraph(self.hw, sg, rows, cols, o.dtype, o.collective, size, past=past)
+            if region.wrap_cols:
+                c = c + C.fold_penalty(self.hw, sg, rows, cols, kernel)
             self.cache[key] = c
         return c
 
@@ -221,7 +226,7 @@ class _Sim:
                 add(("head",), lambda r=r, m=members: [zero] * last + [self.sub(m[0], r, "decode")])
             else:
                 shape = tuple(_shape_key(sg) for sg in members)
-                add(("region", shape, r.height, r.width),
+                add(("region", shape, r.height, r.width, r.wrap_cols > 0),
                     lambda r=r, m=members: [sum((self._chunk_cost(sg, r, kernel, n, past) for sg in m), Cost())
                                             for n, past in zip(sizes, pasts)])
         return types, order
@@ -278,18 +283,15 @@ class _Sim:
         """The kernel and chunk size with the lowest TTFT among those whose working tiles fit the PEs."""
         hw, o, s = self.hw, self.o, self.o.prompt_len
         cap = hw.tensor_bytes_per_pe
-        shapes = {}
-        for layer in _layers(self.w):
-            shapes.setdefault(tuple(_shape_key(sg) for sg in layer), layer)
-        r0 = next(r for r in p.regions if r.name.startswith("layers."))
+        groups = layer_region_groups(p, self.w)  # (subgraphs, rows, cols) per distinct layer region
         embed = self.w.by_kind("embed")[0]
         er = next(r for r in p.regions if r.name == "embed")
         e_res, e_buf = sram_parts(embed, er.height, er.width // er.tiles, o.dtype, o.context, er.tiles)
         e_max = (cap - e_res) // e_buf if e_buf else s  # the chunk's looked-up rows: e_buf bytes per token
         limits = {}
         for kernel in ("stream", "meshgemm"):
-            limits[kernel] = min([e_max] + [max_prefill_chunk(layer, r0.height, r0.width, o.dtype, o.context, kernel, cap, s)
-                                            for layer in shapes.values()])
+            limits[kernel] = min([e_max] + [max_prefill_chunk(m, rows, cols, o.dtype, o.context, kernel, cap, s)
+                                            for m, rows, cols in groups])
         if o.prefill_chunk is not None:
             fits = {k: v for k, v in limits.items() if v >= o.prefill_chunk}
             if not fits:
@@ -308,8 +310,7 @@ class _Sim:
             raise WaferError("no prefill chunk fits the PEs' SRAM beside the weights and KV cache")
         kernel, chunk = min(cands, key=lambda kq: (self.prefill_pipelined(p, *kq), kq[1]))
         ttft, path, per_sg = self.prefill_pipelined(p, kernel, chunk, breakdown=True)
-        sram = max(prefill_sram_per_pe(layer, r0.height, r0.width, o.dtype, o.context, kernel, chunk)
-                   for layer in shapes.values())
+        sram = max(prefill_sram_per_pe(m, rows, cols, o.dtype, o.context, kernel, chunk) for m, rows, cols in groups)
         return PrefillPlan(path, per_sg, kernel, chunk, cdiv(s, chunk), limits[kernel], sram, True)
 
     def prefill_forced(self, p: Placement) -> "PrefillPlan":
@@ -398,7 +399,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         ))
     region_reports = [
         RegionReport(r.name, r.subgraphs, r.wafer, r.x, r.y, r.width, r.height, r.sram_bytes_per_pe,
-                     round(100.0 * r.sram_bytes_per_pe / hw.sram_bytes_per_pe, 2))
+                     round(100.0 * r.sram_bytes_per_pe / hw.sram_bytes_per_pe, 2), r.wrap_cols)
         for r in p.regions
     ]
     latency = dec.total / clock
