@@ -224,8 +224,7 @@ def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context:
                 return None
             units.append(("embed", [sg.name], c, 1, sram_per_pe(sg, rows, c, dtype, context)))
     else:
-        need = max(layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers)
-        if need > cap:
+        if layer_sram_per_pe(layers[-1], rows, cols, dtype, context) > cap:  # cheap reject before the tiles search
             return None
         ke = _tiles_for(embed, rows, cols, dtype, context, cap)
         units.append(("embed", [embed.name], cols * ke, ke, sram_per_pe(embed, rows, cols, dtype, context, ke)))
@@ -235,15 +234,16 @@ def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context:
             widths[sg.kind] = _min_cols([sg], rows, hw, dtype, context)
         if None in widths.values():
             return None
+        sram = {sg.kind: sram_per_pe(sg, rows, widths[sg.kind], dtype, context) for sg in layers[-1]}  # layers share shapes
         for i, layer in enumerate(layers):
             for sg in layer:
-                c = widths[sg.kind]
-                units.append((f"layers.{i}.{sg.kind}", [sg.name], c, 1, sram_per_pe(sg, rows, c, dtype, context)))
+                units.append((f"layers.{i}.{sg.kind}", [sg.name], widths[sg.kind], 1, sram[sg.kind]))
     else:
-        if wrap and max(layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers) > cap:
+        need = [layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers]
+        if max(need) > cap:
             return None
         for i, layer in enumerate(layers):
-            units.append((f"layers.{i}", [sg.name for sg in layer], cols, 1, layer_sram_per_pe(layer, rows, cols, dtype, context)))
+            units.append((f"layers.{i}", [sg.name for sg in layer], cols, 1, need[i]))
     if wrap:
         c = _min_cols([head], rows, hw, dtype, context)
         if c is None:

@@ -267,16 +267,19 @@ class _Sim:
                 j -= 1
         pasts = np.cumsum([0] + sizes[:-1]).tolist()
         regions = self.region_of(p)
-        per_sg = {}
+        per_sg, busy_of = {}, {}  # layers of one shape on equal regions are equally busy: sum their chunks once
         for sg in self.w.subgraphs:
             r = regions[sg.name]
             if sg.kind == "head":
                 per_sg[sg.name] = self.sub(sg, r, "decode")
-            else:
+                continue
+            key = (_shape_key(sg), r.height, r.width, r.wrap_cols > 0)
+            if key not in busy_of:
                 busy = Cost()
                 for n, past in zip(sizes, pasts):
                     busy += self._chunk_cost(sg, r, kernel, n, past)
-                per_sg[sg.name] = busy
+                busy_of[key] = busy
+            per_sg[sg.name] = busy_of[key]
         return ttft, path, per_sg
 
     def prefill_auto(self, p: Placement) -> "PrefillPlan":
