@@ -40,11 +40,13 @@ def _close(a, b, path=""):
 
 
 def _trim(data: dict) -> dict:
-    """Keep goldens small: every total, the first two layers, the head, the first and last regions."""
+    """Keep goldens small: every total, the first two layers, the head, the first and last regions, two systems."""
     if "subgraphs" in data:
         data["n_subgraphs"], data["n_regions"] = len(data["subgraphs"]), len(data["regions"])
         data["subgraphs"] = data["subgraphs"][:5] + data["subgraphs"][-1:]
         data["regions"] = data["regions"][:3] + data["regions"][-1:]
+        data["n_systems"] = len(data["per_system"])
+        data["per_system"] = [dict(s, regions=s["regions"][:2] + s["regions"][-1:]) for s in data["per_system"][:2]]
     return data
 
 

@@ -43,3 +43,19 @@ def test_a_wrapped_region_pays_its_fold():
     assert fold.cycles["fabric_hops"] == 2 * 117 * HW3.hop_latency_cycles  # down_proj's allreduce, out and back
     assert C.fold_penalty(HW3, sg, 117, 300, "meshgemm").total > 100 * fold.total  # every shift round crosses it
     assert fold.total < 0.1 * flat.total
+
+
+def test_per_system_report_adds_up_and_active_params_are_the_model():
+    r = simulate(W70, HW3, SimOptions(collective="pipeline", context=8192))
+    assert len(r.per_system) == r.wafers_used == 4
+    assert sum(s.weight_bytes for s in r.per_system) == r.weight_bytes
+    assert sum(s.kv_bytes for s in r.per_system) == r.kv_bytes
+    assert sum(s.pes_used for s in r.per_system) == r.pes_used
+    assert sum(s.decode_s for s in r.per_system) == pytest.approx(sum(sg.seconds for sg in r.subgraphs), rel=1e-9)
+    assert r.per_system[0].layers[0] == 0 and r.per_system[-1].layers[1] == 79
+    for a, b in zip(r.per_system, r.per_system[1:]):
+        assert b.layers[0] in (a.layers[1], a.layers[1] + 1)  # contiguous layer ranges (a split layer may straddle)
+    assert 70.0e9 < r.active_params < 71.0e9  # Llama 3.1 70B: 70.6 B parameters
+    w8 = workload_for_arch(load_arch("llama3-8b"))
+    per_layer = simulate(w8, HW3, SimOptions(grid=(420, 420), context=4096, method="per-layer"))
+    assert per_layer.per_system == []  # one layer timed, no systems

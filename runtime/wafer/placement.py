@@ -311,7 +311,7 @@ def shortfall_error(w: Workload, hw: WaferSpec, dtype: str, context: int, wafers
 
 def place(
     w: Workload, hw: WaferSpec, dtype: str, context: int, grid: tuple[int, int] | None, wafers: int | None,
-    collective: str, score: Callable[[Placement], float], policy: str = "fewest-wafers",
+    collective: str, score: Callable[[Placement], float], policy: str = "fewest-wafers", strips: bool = True,
 ) -> Placement:
     """Place `w`: forced grid (wafers = as many as it needs unless --wafers) or the best grid by `score` among
     `policy`'s plans: "fewest-wafers" those on the fewest wafers that hold the model (or on --wafers), "fastest" all
@@ -349,9 +349,10 @@ def place(
     if side_min is None:
         raise _layer_misfit(w, layers, hw, dtype, context)
     grids = [(r, c, False, False) for r, c in _auto_candidates(hw, side_min)]
-    strips = _strip_candidates(layers, hw, dtype, context)
-    grids += [(r, c, True, False) for r, c in strips]
-    grids += [(r, 0, True, True) for r in sorted({r for r, _ in strips})]  # split: widths sized per subgraph
+    if strips:  # (the per-layer method times one whole layer on one rectangle: no strips there)
+        cands = _strip_candidates(layers, hw, dtype, context)
+        grids += [(r, c, True, False) for r, c in cands]
+        grids += [(r, 0, True, True) for r in sorted({r for r, _ in cands})]  # split: widths sized per subgraph
     plans = [p for p in (_plan(w, hw, r, c, dtype, context, wrap, split) for r, c, wrap, split in grids)
              if p is not None and p.wafers_used <= MAX_WAFERS]
     if not plans:

@@ -36,6 +36,18 @@ class RegionReport(msgspec.Struct):
     wrap_cols: int = 0  # a strip wrapped round its band's end: columns continued at the same edge of the next band
 
 
+class SystemReport(msgspec.Struct):
+    """One wafer (one CS system) of a placed model: what it holds and the decode time spent on it per token."""
+
+    wafer: int
+    regions: list[str]  # in flow order
+    layers: list[int]  # [first, last] layer index held (partly, when a layer's attn and mlp are split), [] if none
+    pes_used: int
+    weight_bytes: int
+    kv_bytes: int
+    decode_s: float  # its subgraphs' decode seconds per token (hops and crossings between regions excluded)
+
+
 class Speculation(msgspec.Struct, kw_only=True):
     """What a speculative run adds to the report: its inputs, the draft's placement and one step's parts."""
 
@@ -96,6 +108,9 @@ class Report(msgspec.Struct):
     draft_tokens: int = 0
     speculation: Speculation | None = None
     method: str = "placed"  # "placed" (the whole model as placed) | "per-layer" (one layer x layers, as WaferLLM timed)
+    # parameters one token's decode multiplies by (dense: all of them; the embedding counted, as is usual)
+    active_params: int = 0
+    per_system: list[SystemReport] = []  # the target's wafers (placed method; [] for per-layer: one layer is timed)
 
 
 class GemvReport(msgspec.Struct):
@@ -176,6 +191,11 @@ def format_table(r: Report, max_layers: int = 2) -> str:
         f"weights {r.weight_bytes / 1e9:.2f} GB + KV {r.kv_bytes / 1e9:.3f} GB on {r.pes_used:,} PEs; "
         f"effective weight reads {r.effective_sram_read_bytes_per_s / 1e12:.1f} TB/s",
     ]
+    if len(r.per_system) > 1:
+        lines.append("per system: " + "; ".join(
+            f"#{p.wafer} layers {p.layers[0]}-{p.layers[1] if p.layers else ''} {p.weight_bytes / 1e9:.1f} GB "
+            f"{p.decode_s * 1e6:.0f} µs" if p.layers else f"#{p.wafer} {p.weight_bytes / 1e9:.1f} GB {p.decode_s * 1e6:.0f} µs"
+            for p in r.per_system))
     total = sum(r.breakdown.values()) or 1.0
     top = sorted(r.breakdown.items(), key=lambda kv: -kv[1])[:4]
     lines.append("decode time goes to: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in top))

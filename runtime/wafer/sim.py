@@ -30,7 +30,7 @@ from .errors import WaferError
 from .hardware import WaferSpec
 from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, layer_region_groups, max_prefill_chunk, place,
                         prefill_sram_per_pe, sram_parts, sram_per_pe)
-from .report import GemvReport, RegionReport, Report, SubgraphReport
+from .report import GemvReport, RegionReport, Report, SubgraphReport, SystemReport
 from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
 
 
@@ -381,7 +381,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
             raise WaferError("--draft needs --method placed: speculation runs the whole model, not one timed layer")
         speculative.check(opts.draft_tokens, opts.acceptance)
     sim = _Sim(w, hw, opts)
-    p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement)
+    p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement,
+              strips=opts.method == "placed")
     per_layer = opts.method == "per-layer"
     dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
     plan = sim.prefill_forced(p) if opts.grid is not None or per_layer else sim.prefill_auto(p)
@@ -414,6 +415,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         latency = spec.step_s / spec.expected_tokens_per_step
     prefill_s = pre.total / clock
     weight_bytes = w.weight_bytes(opts.dtype)
+    systems = [] if per_layer else _per_system(p, w, sg_reports)
     # weights swept per second: once per token plainly; with speculation, the target's once per verify pass and the
     # draft's once per drafted token, per step
     swept_per_s = (weight_bytes / latency if spec is None else
@@ -437,7 +439,23 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         effective_sram_read_bytes_per_s=swept_per_s,
         subgraphs=sg_reports, regions=region_reports,
         acceptance=opts.acceptance if spec else None, draft_tokens=opts.draft_tokens if spec else 0, speculation=spec,
+        active_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
     )
+
+
+def _per_system(p: Placement, w: Workload, sg_reports: list[SubgraphReport]) -> list[SystemReport]:
+    by_name = {r.name: r for r in sg_reports}
+    out = []
+    for wafer in range(p.wafers_used):
+        regions = [r for r in p.regions if r.wafer == wafer]
+        names = [n for r in regions for n in r.subgraphs]
+        layers = sorted({int(n.split(".")[1]) for n in names if n.startswith("layers.")})
+        out.append(SystemReport(
+            wafer=wafer, regions=[r.name for r in regions], layers=[layers[0], layers[-1]] if layers else [],
+            pes_used=sum(r.width * r.height for r in regions),
+            weight_bytes=sum(by_name[n].weight_bytes for n in names), kv_bytes=sum(by_name[n].kv_bytes for n in names),
+            decode_s=sum(by_name[n].seconds for n in names)))
+    return out
 
 
 def simulate_gemv(m: int, n: int, hw: WaferSpec, grid: tuple[int, int] | None, collective: str) -> GemvReport:
