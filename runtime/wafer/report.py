@@ -125,6 +125,30 @@ class GemvReport(msgspec.Struct):
     breakdown: dict[str, float]
 
 
+class GemmReport(msgspec.Struct):
+    m: int
+    k: int
+    n: int
+    hardware: str
+    clock_hz: float
+    grid: str
+    pes: int
+    seconds: float
+    flops_per_s: float  # 2 M K N / seconds
+    breakdown: dict[str, float]
+
+
+class AllreduceReport(msgspec.Struct):
+    pes: int  # along one line
+    elems: int  # 16-bit values reduced
+    hardware: str
+    collective: str
+    clock_hz: float
+    seconds: float
+    seconds_by_collective: dict[str, float]
+    breakdown: dict[str, float]
+
+
 def _us(s: float) -> str:
     return f"{s * 1e6:9.2f}"
 
@@ -206,3 +230,16 @@ def format_gemv(r: GemvReport) -> str:
     parts = ", ".join(f"{k} {v * 1e9:.0f} ns" for k, v in sorted(r.breakdown.items(), key=lambda kv: -kv[1]))
     return (f"GEMV [1,{r.m}] x [{r.m},{r.n}] on {r.hardware}, grid {r.grid} ({r.collective}, {r.clock_hz / 1e9:.2f} GHz): "
             f"{r.seconds * 1e3:.5f} ms\n  {parts}")
+
+
+def format_gemm(r: GemmReport) -> str:
+    parts = ", ".join(f"{k} {v * 1e6:.2f} µs" for k, v in sorted(r.breakdown.items(), key=lambda kv: -kv[1]))
+    return (f"GEMM [{r.m},{r.k}] x [{r.k},{r.n}] on {r.hardware}, grid {r.grid} (MeshGEMM, {r.clock_hz / 1e9:.2f} GHz): "
+            f"{r.seconds * 1e3:.4f} ms, {r.flops_per_s / 1e12:.1f} TFLOP/s\n  {parts}")
+
+
+def format_allreduce(r: AllreduceReport) -> str:
+    others = ", ".join(f"{a} {s * 1e6:.2f} µs" for a, s in r.seconds_by_collective.items())
+    parts = ", ".join(f"{k} {v * 1e9:.0f} ns" for k, v in sorted(r.breakdown.items(), key=lambda kv: -kv[1]))
+    return (f"allreduce of {r.elems} values over {r.pes} PEs on {r.hardware} ({r.collective}, {r.clock_hz / 1e9:.2f} GHz): "
+            f"{r.seconds * 1e6:.3f} µs\n  {parts}\n  all algorithms: {others}")
