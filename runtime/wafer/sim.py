@@ -335,7 +335,7 @@ class _Sim:
                         hi = mid - 1
                 ok = lo if ok == 0 else min(ok, lo)
             raise WaferError(
-                f"prefill of {o.prompt_len} tokens on the forced {p.grid_rows}x{p.grid_cols} grid needs {fmt_bytes(need)} "
+                f"prefill of {o.prompt_len} tokens on the {'forced ' if o.grid else 'per-layer '}{p.grid_rows}x{p.grid_cols} grid needs {fmt_bytes(need)} "
                 f"per PE (MeshGEMM tiles beside the resident weights and KV) but a PE holds {fmt_bytes(cap)}: short by "
                 f"{fmt_bytes(need - cap)} per PE; use " + (f"--prompt-len {ok} or less, " if ok else "")
                 + "a larger --grid, or auto placement (layer-pipelined chunks)")
