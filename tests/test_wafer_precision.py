@@ -14,7 +14,7 @@ W8 = workload_for_arch(load_arch("llama3-8b"))
 DTYPES = ("bf16", "int8", "int4")
 
 
-def _decode(hw, dtype, grid=(130, 188), **kw):  # 130x188: the grid the planner picks for 8B bf16 on one WSE-3
+def _decode(hw, dtype, grid=(130, 188), **kw):  # 130x188: a one-WSE-3 grid for 8B (the planner's pick for int4)
     return simulate(W8, hw, SimOptions(dtype=dtype, grid=grid, context=4096, method="per-layer", **kw)).decode_tokens_per_s
 
 
