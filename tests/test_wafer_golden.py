@@ -18,6 +18,8 @@ CONFIGS = {
     "llama3.1-70b_wse3_pipeline_int8": dict(arch="llama3.1-70b", hardware="wse3", collective="pipeline", dtype="int8", context=8192),
     "llama3.1-70b_wse3_spec_llama3.2-1b": dict(arch="llama3.1-70b", hardware="wse3", collective="pipeline", context=8192,
                                                draft="llama3.2-1b", draft_tokens=2, acceptance=0.8),
+    "llama3-8b_wse2_420_ktree_per_layer": dict(arch="llama3-8b", hardware="wse2", grid="420x420", collective="ktree",
+                                               context=4096, prompt_len=4096, method="per-layer"),
     "gemv_16384_wse2_720": dict(gemv="16384x16384", hardware="wse2", grid="720x720", collective="ktree"),
 }
 
@@ -38,11 +40,13 @@ def _close(a, b, path=""):
 
 
 def _trim(data: dict) -> dict:
-    """Keep goldens small: every total, the first two layers, the head, the first and last regions."""
+    """Keep goldens small: every total, the first two layers, the head, the first and last regions, two systems."""
     if "subgraphs" in data:
         data["n_subgraphs"], data["n_regions"] = len(data["subgraphs"]), len(data["regions"])
         data["subgraphs"] = data["subgraphs"][:5] + data["subgraphs"][-1:]
         data["regions"] = data["regions"][:3] + data["regions"][-1:]
+        data["n_systems"] = len(data["per_system"])
+        data["per_system"] = [dict(s, regions=s["regions"][:2] + s["regions"][-1:]) for s in data["per_system"][:2]]
     return data
 
 

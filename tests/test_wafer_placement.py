@@ -57,7 +57,9 @@ def test_context_that_cannot_fit_is_refused():
     [
         (dict(grid=(2000, 2000)), "does not fit the"),
         (dict(grid=(0, 5)), "must be > 0"),
-        (dict(dtype="fp8"), "unknown dtype"),
+        (dict(dtype="fp4"), "unknown dtype"),
+        (dict(method="forced"), "unknown method"),
+        (dict(placement="densest"), "unknown placement"),
         (dict(collective="butterfly"), "unknown collective"),
         (dict(prompt_len=9000, context=4096), "exceeds --context"),
         (dict(wafers=0), "--wafers must be > 0"),

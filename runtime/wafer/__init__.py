@@ -5,6 +5,7 @@ Four parts kept apart (as Timeloop and LLMCompass do):
     workload.py   the decoder's ONNX graph cut into tile subgraphs (embedding, attention, MLP, head)
     placement.py  rectangles of PEs sized for SRAM residency, serpentine over one or more wafers
     cost.py       per-token decode and per-chunk prefill: local MACs, SRAM, collectives, hops, crossings, host I/O
+    precision.py  low-bit weights as they run: packed reads, native 8/4-bit MACs (hardware parameters), dequantisation
 sim.py ties them together (and pipelines an auto-placed prompt through the layers in chunks); report.py / plot.py / cli.py present the result; partition.py runs the cut graph in
 ONNX Runtime to prove that what is simulated is what is served.
 """

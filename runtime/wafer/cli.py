@@ -2,9 +2,12 @@
 
     waferline simulate (--arch NAME | --arch-file F | --model NAME_OR_BUNDLE_DIR) [--hardware wse2|wse3|FILE.toml]
                        [--wafers N] [--grid RxC|auto] [--collective ktree|pipeline|ring] [--clock-hz F]
-                       [--dtype bf16|int8|int4] [--prompt-len P] [--context C] [--prefill-chunk T]
+                       [--dtype bf16|fp8|int8|int4] [--prompt-len P] [--context C] [--prefill-chunk T]
+                       [--method placed|per-layer] [--placement fewest-wafers|fastest]
                        [--json] [--plot OUT.png]
     waferline simulate --gemv MxN [--hardware ...] [--grid RxC|auto] [--collective ...] [--json]
+    waferline simulate --gemm MxKxN [--hardware ...] [--grid RxC|auto] [--json]
+    waferline simulate --allreduce N [--elems E] [--hardware ...] [--collective ...] [--json]
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--arch-file", metavar="F", help="JSON/TOML with ArchSpec fields")
     src.add_argument("--model", metavar="NAME_OR_BUNDLE_DIR", help="a model bundle directory or model name")
     src.add_argument("--gemv", metavar="MxN", help="a single [1,M] x [M,N] GEMV (WaferLLM MeshGEMV micro-benchmark)")
+    src.add_argument("--gemm", metavar="MxKxN", help="a single [M,K] x [K,N] GEMM (WaferLLM MeshGEMM micro-benchmark)")
+    src.add_argument("--allreduce", type=int, metavar="N", help="one allreduce along a line of N PEs (with --elems)")
     p.add_argument("--hardware", default=DEFAULT_HARDWARE, metavar="wse2|wse3|FILE.toml", help="default: %(default)s")
     p.add_argument("--wafers", type=int, metavar="N", help="wafers available (default: as many as the placement needs)")
     p.add_argument("--grid", default="auto", metavar="RxC|auto", help="per-layer PE grid (default: auto)")
     p.add_argument("--collective", default="ktree", choices=("ktree", "pipeline", "ring"), help="allreduce algorithm")
     p.add_argument("--clock-hz", type=float, metavar="F", help="override the preset clock")
-    p.add_argument("--dtype", default="bf16", choices=("bf16", "int8", "int4"), help="weight precision on the wafer")
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp8", "int8", "int4"), help="weight precision on the wafer")
     p.add_argument("--prompt-len", type=int, default=1024, metavar="P", help="prompt tokens for TTFT (default: %(default)s)")
     p.add_argument("--context", type=int, default=4096, metavar="C", help="KV positions resident (default: %(default)s)")
     p.add_argument("--prefill-chunk", type=int, metavar="T",
@@ -46,6 +51,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "(same vocabulary as the target), placed on its own wafer")
     p.add_argument("--draft-tokens", type=int, metavar="K", help="draft tokens proposed per verify step (default: 4)")
     p.add_argument("--acceptance", type=float, metavar="A", help="probability that one draft token is accepted (with --draft)")
+    p.add_argument("--method", choices=("placed", "per-layer"), help="placed (default): the whole model as placed, "
+                   "with hops, wafer crossings, embedding and head; per-layer: one layer on its grid x the layer count, "
+                   "as WaferLLM measured (no crossings, no head)")
+    p.add_argument("--placement", choices=("fewest-wafers", "fastest"), help="auto grid: fewest-wafers (default) "
+                   "takes the fastest plan on the fewest wafers that hold the model; fastest takes the fastest plan "
+                   "on up to --wafers")
+    p.add_argument("--elems", type=int, metavar="E", help="--allreduce: 16-bit values reduced (default: 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write the wafer heat-map and latency bars")
     return p
@@ -67,6 +79,16 @@ def parse_gemv(text: str) -> tuple[int, int]:
         return int(m), int(n)
     except ValueError:
         raise WaferError(f"--gemv must be MxN (e.g. 16384x16384), not '{text}'") from None
+
+
+def parse_dims(text: str, count: int, flag: str, form: str, example: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != count:
+        raise WaferError(f"{flag} must be {form} (e.g. {example}), not '{text}'")
+    return dims
 
 
 def load_workload(arch: str | None = None, arch_file: str | None = None, model: str | None = None):
@@ -112,12 +134,21 @@ def run_case(fields: dict):
     if fields.get("gemv"):
         m, n = parse_gemv(fields["gemv"])
         return simulate_gemv(m, n, hw, grid, collective)
+    if fields.get("gemm"):
+        from .micro import simulate_gemm
+        return simulate_gemm(*parse_dims(fields["gemm"], 3, "--gemm", "MxKxN", "4096x4096x4096"), hw, grid)
+    if fields.get("allreduce") is not None:
+        from .micro import simulate_allreduce
+        return simulate_allreduce(fields["allreduce"], fields.get("elems", 1), hw, collective)
+    if fields.get("elems") is not None:
+        raise WaferError("--elems applies to --allreduce N")
     w = load_workload(fields.get("arch"), fields.get("arch_file"), fields.get("model"))
     opts = SimOptions(
         dtype=fields.get("dtype", "bf16"), collective=collective, grid=grid, wafers=fields.get("wafers"),
         prompt_len=fields.get("prompt_len", 1024), context=fields.get("context", 4096),
         prefill_chunk=fields.get("prefill_chunk"),
         draft_tokens=fields.get("draft_tokens", 4), acceptance=fields.get("acceptance"),
+        method=fields.get("method", "placed"), placement=fields.get("placement", "fewest-wafers"),
     )
     if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
         raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")
@@ -138,7 +169,7 @@ def check_plot_target(out: str) -> None:
 
 
 def run(args) -> int:
-    from .report import GemvReport, format_gemv, format_table
+    from .report import AllreduceReport, GemmReport, GemvReport, format_allreduce, format_gemm, format_gemv, format_table
 
     fields = {k: v for k, v in vars(args).items() if v is not None}
     if getattr(args, "plot", None):
@@ -148,11 +179,15 @@ def run(args) -> int:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     elif isinstance(report, GemvReport):
         print(format_gemv(report))
+    elif isinstance(report, GemmReport):
+        print(format_gemm(report))
+    elif isinstance(report, AllreduceReport):
+        print(format_allreduce(report))
     else:
         print(format_table(report))
     if getattr(args, "plot", None):
-        if isinstance(report, GemvReport):
-            raise WaferError("--plot needs a model (--arch/--arch-file/--model), not --gemv")
+        if isinstance(report, (GemvReport, GemmReport, AllreduceReport)):
+            raise WaferError("--plot needs a model (--arch/--arch-file/--model), not a micro-benchmark")
         from .plot import plot_report
 
         out = plot_report(report, args.plot)

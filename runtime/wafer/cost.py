@@ -2,7 +2,7 @@
 
 Everything is counted on the slowest PE of each step, in cycles of `hw.clock_hz`:
 
-    local work       compute (datapath cycles: MACs at macs_per_cycle_16bit, element-wise ops), sram_read (only
+    local work       compute (datapath cycles: MACs at the dtype's lanes (precision.py), element-wise ops), sram_read (only
                      when the SRAM ports, not the MACs, bound a step), instr_issue (one `vector_op_issue_cycles` per
                      standalone DSD vector instruction, one `loop_step_cycles` per step of a GEMV/GEMM loop),
                      nonlinear (exp / sigmoid / rsqrt / reciprocal as short vector-op sequences: no SFU on the PE)
@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from . import precision as P
 from .hardware import WaferSpec
 from .workload import ACT_BYTES, TOKEN_ID_BYTES, WEIGHT_BYTES, Subgraph
 
@@ -107,22 +108,39 @@ def nonlinear(hw: WaferSpec, elems: int, ops: int) -> Cost:
     return vector_op(hw, elems, ops, component="nonlinear")
 
 
-def local_matmul(hw: WaferSpec, rows: int, length: int, dtype: str, batches: int = 1, standalone: bool = True) -> Cost:
-    """A local GEMV/GEMM tile: one standalone loop per batch of `rows` fused multiply-accumulate steps (one per input
-    element) of `length` outputs each; each step costs `loop_step_cycles` to start.
+def local_matmul(hw: WaferSpec, rows: int, length: int, dtype: str, batches: int = 1, standalone: bool = True,
+                 tokens: int = 1) -> Cost:
+    """A local GEMV tile: per batch, one standalone loop of `tokens` x `rows` fused multiply-accumulate steps (one per
+    input element) of `length` outputs each; each step costs `loop_step_cycles` to start.
 
-    SRAM: each MAC reads a weight at `dtype` and an accumulator at 16 bit; only if that exceeds the read ports
-    does the step wait on SRAM. int8/int4 weights are unpacked to 16 bit by one extra loop step per row.
+    The fmac runs at the dtype's MAC lanes; it waits on SRAM only when the weight (at the width it is read, see
+    precision.py) plus the 16-bit accumulator exceed the read ports. Low-bit weights add their dequantisation:
+    widening once per weight row block (shared by all tokens), scale folding once per block and token.
     """
     if rows <= 0 or length <= 0:
         return Cost()
-    n = rows * batches
-    mac = n * cdiv(length, hw.macs_per_cycle_16bit)
-    read = n * math.ceil(length * (WEIGHT_BYTES[dtype] + ACT_BYTES) / hw.sram_read_bytes_per_cycle)
+    lanes = P.mac_lanes(hw, dtype)
+    n = rows * batches * tokens
+    mac = n * cdiv(length, lanes)
+    read = n * math.ceil(length * (P.operand_bytes(hw, dtype) + ACT_BYTES) / hw.sram_read_bytes_per_cycle)
     c = Cost().add("instr_issue", (batches * hw.vector_op_issue_cycles if standalone else 0) + n * hw.loop_step_cycles)
     c.add("compute", mac).add("sram_read", max(0, read - mac))
-    if dtype != "bf16":  # dequantize the row (unpack + scale) before the fmac
-        c.add("instr_issue", n * hw.loop_step_cycles).add("compute", mac)
+    return c + dequant(hw, rows * batches, length, dtype, tokens)
+
+
+def dequant(hw: WaferSpec, rows: int, length: int, dtype: str, tokens: int = 1) -> Cost:
+    """Dequantising `rows` weight rows of `length` (precision.py): the widening pass, one vector instruction per
+    scale block over the block's rows, one element per MAC lane per cycle; then, on the native 8-bit path, one fmac
+    over the outputs per scale block and token (partial sums x scales, added to the output)."""
+    c = Cost()
+    if dtype == "bf16" or rows <= 0 or length <= 0:
+        return c
+    blocks = P.scale_blocks(dtype, rows)
+    if P.widens(hw, dtype):
+        c.add("instr_issue", blocks * hw.vector_op_issue_cycles).add("compute", rows * cdiv(length, P.mac_lanes(hw, dtype)))
+    if P.folds_scales(hw, dtype):
+        c.add("instr_issue", tokens * blocks * hw.loop_step_cycles)
+        c.add("compute", tokens * blocks * cdiv(length, hw.macs_per_cycle_16bit))
     return c
 
 
@@ -190,7 +208,7 @@ def gemv(hw: WaferSpec, k: int, n: int, k_axis: int, n_axis: int, dtype: str, al
     """y[T,N] = x[T,K] W[K,N] with K split over a line of `k_axis` PEs and N over `n_axis`: one local loop of T x Kt
     fmac steps of length Nt (the weights stay put), then one allreduce of T x Nt values. T = 1: decode."""
     kt, nt = cdiv(k, k_axis), cdiv(n, n_axis)
-    return local_matmul(hw, tokens * kt, nt, dtype) + allreduce(hw, k_axis, tokens * nt, algo)
+    return local_matmul(hw, kt, nt, dtype, tokens=tokens) + allreduce(hw, k_axis, tokens * nt, algo)
 
 
 def rmsnorm_decode(hw: WaferSpec, d: int, axis: int, algo: str, skip: bool, tokens: int = 1) -> Cost:
@@ -261,14 +279,29 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
     return c
 
 
+def fold_penalty(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, kernel: str) -> Cost:
+    """A strip region wrapped round a band's end (packing.py): every x-line folds through the next band, `rows` PEs
+    away. Each collective along x crosses the fold once reducing and once broadcasting (decode and the stream
+    kernel: o_proj's and down_proj's allreduces, the head's argmax); MeshGEMM's x-shifts cross it every round."""
+    fold = rows * hw.hop_latency_cycles
+    if kernel == "meshgemm":
+        gemms = {"attn": 4, "mlp": 2}.get(sg.kind, 0)  # qkv, QK^T, PV, o_proj; gate_up, down
+        steps = max(rows, cols)
+        return Cost().add("fabric_hops", gemms * (steps + steps // 2) * fold)
+    x_collectives = {"attn": 1, "mlp": 1, "head": 1}.get(sg.kind, 0)
+    return Cost().add("fabric_hops", x_collectives * 2 * fold)
+
+
 # ------------------------------------------------------------------------------------------------ prefill (GEMM)
 def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str, weights_move: bool = True) -> Cost:
     """C[S,N] = A[S,K] B[K,N] by MeshGEMM (WaferLLM meshgemm.csl, Cannon-style) on rows x cols.
 
-    An initial skew of steps/2 shifts aligns A; then `steps` rounds, each a local tile product -- a loop over the
-    Kt x Nt weights of the B tile, each step one fmac of length Mt -- overlapped with the shift of the next A and B
-    tiles to a PE <= gemm_shift_hops away (double buffers). A round costs its task switch (one standalone op) plus
-    the longer of compute and shift.
+    An initial skew of steps/2 shifts aligns A; then `steps` rounds, each a local tile product overlapped with the
+    shift of the next A and B tiles to a PE <= gemm_shift_hops away (double buffers). A round costs its task switch
+    (one standalone op) plus the longer of compute and shift. The tile product is the kernel's loop as written
+    (meshgemm.csl `mm_compute`): for each of Kt rows, descriptors are set up once (`loop_step_cycles`: base address,
+    three DSR loads, two offset increments), then one `@map` over the Nt weights of the row, each element an fmac of
+    length Mt (`map_step_cycles` to start, then Mt / lanes).
     """
     steps = max(rows, cols)
     mt, kt, nt = cdiv(s, rows), cdiv(k, steps), cdiv(n, cols)
@@ -276,12 +309,34 @@ def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str
     w = max(wavelets(hw, mt * kt), wavelets(hw, kt * nt, b_bytes))
     shift = Cost().add("fabric_hops", hw.gemm_shift_hops * hw.hop_latency_cycles).add("ramp", 2 * hw.ramp_latency_cycles)
     shift.add("wavelets", w).add("coll_setup", hw.collective_setup_cycles)
-    compute = local_matmul(hw, kt * nt, mt, dtype if weights_move else "bf16", standalone=False)
+    # the fmac's vector is the A column (16-bit activations); the B weight is its scalar operand, widened to 16 bit
+    compute = mesh_tile(hw, kt, nt, mt)
+    if weights_move and dtype != "bf16":
+        compute += widen_scalars(hw, kt, nt, dtype)
     per_round = Cost().add("instr_issue", hw.vector_op_issue_cycles)
     per_round += compute if compute.total >= shift.total else shift
     a_shift = Cost().add("fabric_hops", hw.gemm_shift_hops * hw.hop_latency_cycles).add("ramp", 2 * hw.ramp_latency_cycles)
     a_shift.add("wavelets", wavelets(hw, mt * kt)).add("coll_setup", hw.collective_setup_cycles)
     return per_round * steps + a_shift * (steps // 2)
+
+
+def mesh_tile(hw: WaferSpec, kt: int, nt: int, mt: int) -> Cost:
+    """One MeshGEMM round's local product on a PE: Kt descriptor setups, Kt x Nt @map elements (fmacs of length Mt).
+    SRAM: each MAC reads an A element and an accumulator at 16 bit (the B element is the map's scalar)."""
+    if kt <= 0 or nt <= 0 or mt <= 0:
+        return Cost()
+    n = kt * nt
+    mac = n * cdiv(mt, hw.macs_per_cycle_16bit)
+    read = n * math.ceil(mt * 2 * ACT_BYTES / hw.sram_read_bytes_per_cycle)
+    c = Cost().add("instr_issue", kt * hw.loop_step_cycles + n * hw.map_step_cycles)
+    return c.add("compute", mac).add("sram_read", max(0, read - mac))
+
+
+def widen_scalars(hw: WaferSpec, kt: int, nt: int, dtype: str) -> Cost:
+    """A received Kt x Nt low-bit B tile widened (with its scales) to 16 bit before MeshGEMM uses its elements as fmac
+    scalars: one vector instruction per scale block, one element per 16-bit lane per cycle."""
+    blocks = max(1, P.scale_blocks(dtype, kt))
+    return Cost().add("instr_issue", blocks * hw.vector_op_issue_cycles).add("compute", cdiv(kt * nt, hw.macs_per_cycle_16bit))
 
 
 def rmsnorm_prefill(hw: WaferSpec, s: int, d: int, rows: int, cols: int, algo: str) -> Cost:

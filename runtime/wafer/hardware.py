@@ -41,6 +41,8 @@ class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sram_reserved_bytes_per_pe: int  # program text, stack, fabric queues: not available to tensors
     clock_hz: float
     macs_per_cycle_16bit: int  # 16-bit FMACs per PE per cycle (SIMD width)
+    macs_per_cycle_8bit: int = 0  # native 8-bit-weight (int8/fp8) FMACs per PE per cycle; 0 = none (widened to 16 bit)
+    macs_per_cycle_4bit: int = 0  # native 4-bit-weight (int4) FMACs per PE per cycle; 0 = none (widened first)
     sram_read_bytes_per_cycle: int  # per PE
     # -- the fabric
     hop_latency_cycles: float  # alpha: one hardware-forwarded router hop
@@ -54,7 +56,8 @@ class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host_io_latency_s: float
     # -- the PE software (kernel) constants
     vector_op_issue_cycles: float  # one standalone DSD vector instruction: DSR loads, address setup, call/return
-    loop_step_cycles: float  # one step of a GEMV/GEMM loop (one fmac row inside @map)
+    loop_step_cycles: float  # one step of a GEMV loop / one row of MeshGEMM's: descriptor setup + fmac start
+    map_step_cycles: float  # one element of a @map (MeshGEMM: one fmac per weight of a row): its call and fmac start
     collective_setup_cycles: float  # per collective phase or mesh shift: fabric queue/DSD setup
     relay_alu_cycles: float  # the add inside a software relay (Luczynski's "+1" in (2 T_R + 1))
     gemm_shift_hops: int  # MeshGEMM's interleaved cyclic shift: every transfer spans at most this many hops
@@ -91,8 +94,8 @@ def _validate(spec: WaferSpec, origin: str) -> WaferSpec:
     for field in ("clock_hz", "wafer_link_bytes_per_s", "host_io_bytes_per_s"):
         if not getattr(spec, field) > 0:
             raise bad(f"{field} must be > 0 (got {getattr(spec, field)})")
-    for field in ("hop_latency_cycles", "ramp_latency_cycles", "wafer_link_latency_s", "host_io_latency_s",
-                  "vector_op_issue_cycles", "loop_step_cycles", "collective_setup_cycles", "relay_alu_cycles",
+    for field in ("macs_per_cycle_8bit", "macs_per_cycle_4bit", "hop_latency_cycles", "ramp_latency_cycles", "wafer_link_latency_s", "host_io_latency_s",
+                  "vector_op_issue_cycles", "loop_step_cycles", "map_step_cycles", "collective_setup_cycles", "relay_alu_cycles",
                   "sram_reserved_bytes_per_pe"):
         if getattr(spec, field) < 0:
             raise bad(f"{field} must not be negative (got {getattr(spec, field)})")

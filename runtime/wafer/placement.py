@@ -4,7 +4,9 @@ spills over several, with only the hidden state crossing between them.
 
 A layer's attention and MLP blocks share one rectangle (WaferLLM's per-layer P x P grid): the residual stream never
 leaves it and both GEMV chains use the whole grid. The embedding table and the LM head take as many layer-sized tiles
-as their weights need. The per-layer grid is forced (`--grid RxC`) or chosen: the square grid that minimises the
+as their weights need. Rectangles leave every band's last W mod cols columns idle, so the planner also packs
+serpentine strips that wrap a band's end (packing.py), and strips whose attention and MLP are regions of their own,
+each as narrow as its bytes allow: that is what puts Llama 3.1 70B at 8K context on 4 WSE-3. The per-layer grid is forced (`--grid RxC`) or chosen: the square grid that minimises the
 per-token decode latency among those that fit the wafers allowed.
 
 Prefill needs working tiles beyond what decode reserves (a chunk's activations, MeshGEMM's in-flight weight tile):
@@ -21,9 +23,11 @@ import msgspec
 from .cost import COLORS_PER_AXIS, cdiv
 from .errors import WaferError
 from .hardware import WaferSpec
+from .packing import pack
 from .workload import ACT_BYTES, WEIGHT_BYTES, Subgraph, Workload
 
 MAX_WAFERS = 256  # beyond this the plan is refused (no deployment of that size is published)
+PLACEMENTS = ("fewest-wafers", "fastest")
 
 
 class Region(msgspec.Struct):
@@ -36,6 +40,7 @@ class Region(msgspec.Struct):
     height: int  # PEs along y (grid rows)
     tiles: int  # layer-sized tiles merged into this region
     sram_bytes_per_pe: int  # most loaded PE: weights + KV + buffers
+    wrap_cols: int = 0  # strips: columns continued at the same edge of the next band (0: a rectangle)
 
 
 class Placement(msgspec.Struct):
@@ -202,35 +207,87 @@ def _grid_fits_mesh(hw: WaferSpec, rows: int, cols: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ plan
-def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context: int) -> Placement | None:
-    """Serpentine placement for a rows x cols layer grid; None if a layer does not fit its tile."""
+def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context: int,
+          wrap: bool = False, split: bool = False) -> Placement | None:
+    """Serpentine placement for a rows x cols layer grid, as rectangles or wrapping strips (packing.py); None if a
+    layer does not fit its tile. Strips size the embedding and head to the fewest columns that hold them; `split`
+    (strips only) gives attention and MLP regions of their own, each as narrow as its bytes allow, so each reserves
+    only its own working buffers (the residual stream hops between them once per layer)."""
     cap = hw.tensor_bytes_per_pe
     layers = _layers(w)
-    need = max(layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers)
-    if need > cap:
-        return None
     embed, head = w.by_kind("embed")[0], w.by_kind("head")[0]
-    ke = _tiles_for(embed, rows, cols, dtype, context, cap)
-    kh = _tiles_for(head, rows, cols, dtype, context, cap)
-    tx, ty = hw.mesh_width_pes // cols, hw.mesh_height_pes // rows
-    per_wafer = tx * ty
-    units = [("embed", [embed.name], ke, sram_per_pe(embed, rows, cols, dtype, context, ke))]
-    for i, layer in enumerate(layers):
-        units.append((f"layers.{i}", [sg.name for sg in layer], 1, layer_sram_per_pe(layer, rows, cols, dtype, context)))
-    units.append(("head", [head.name], kh, sram_per_pe(head, rows, cols, dtype, context, kh)))
-    regions, t = [], 0
-    for name, sgs, k, sram in units:
-        if k > tx:  # a multi-tile region must sit in one wafer row
+    units = []  # (name, subgraphs, width in columns, tiles, sram per PE)
+    if wrap:
+        for sg in (embed,):
+            c = _min_cols([sg], rows, hw, dtype, context)
+            if c is None:
+                return None
+            units.append(("embed", [sg.name], c, 1, sram_per_pe(sg, rows, c, dtype, context)))
+    else:
+        if layer_sram_per_pe(layers[-1], rows, cols, dtype, context) > cap:  # cheap reject before the tiles search
             return None
-        if (t % per_wafer) // tx != ((t + k - 1) % per_wafer) // tx or (t // per_wafer) != ((t + k - 1) // per_wafer):
-            t = (t // tx + 1) * tx  # start the region on the next tile row
-        wafer, local = divmod(t, per_wafer)
-        row, col = divmod(local, tx)
-        if row % 2 == 1:  # serpentine: odd tile rows run right to left
-            col = tx - col - k
-        regions.append(Region(name, sgs, wafer, col * cols, row * rows, cols * k, rows, k, sram))
-        t += k
-    return Placement(rows, cols, tx, ty, regions[-1].wafer + 1, regions)
+        ke = _tiles_for(embed, rows, cols, dtype, context, cap)
+        units.append(("embed", [embed.name], cols * ke, ke, sram_per_pe(embed, rows, cols, dtype, context, ke)))
+    if split:
+        widths = {}
+        for sg in layers[-1]:
+            widths[sg.kind] = _min_cols([sg], rows, hw, dtype, context)
+        if None in widths.values():
+            return None
+        sram = {sg.kind: sram_per_pe(sg, rows, widths[sg.kind], dtype, context) for sg in layers[-1]}  # layers share shapes
+        for i, layer in enumerate(layers):
+            for sg in layer:
+                units.append((f"layers.{i}.{sg.kind}", [sg.name], widths[sg.kind], 1, sram[sg.kind]))
+    else:
+        need = [layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers]
+        if max(need) > cap:
+            return None
+        for i, layer in enumerate(layers):
+            units.append((f"layers.{i}", [sg.name for sg in layer], cols, 1, need[i]))
+    if wrap:
+        c = _min_cols([head], rows, hw, dtype, context)
+        if c is None:
+            return None
+        units.append(("head", [head.name], c, 1, sram_per_pe(head, rows, c, dtype, context)))
+    else:
+        kh = _tiles_for(head, rows, cols, dtype, context, cap)
+        units.append(("head", [head.name], cols * kh, kh, sram_per_pe(head, rows, cols, dtype, context, kh)))
+    spots = pack([u[2] for u in units], hw.mesh_width_pes, hw.mesh_height_pes, rows, cols, wrap)
+    if spots is None:  # a region wider than a band
+        return None
+    regions = [Region(name, sgs, wafer, x, y, width, rows, k, sram, wrap_cols)
+               for (name, sgs, width, k, sram), (wafer, x, y, wrap_cols) in zip(units, spots)]
+    layer_cols = sum(u[2] for u in units if u[0].startswith("layers.0")) if split else cols
+    tx, ty = hw.mesh_width_pes // layer_cols, hw.mesh_height_pes // rows
+    return Placement(rows, layer_cols, tx, ty, regions[-1].wafer + 1, regions)
+
+
+def _min_cols(sgs: list[Subgraph], rows: int, hw: WaferSpec, dtype: str, context: int) -> int | None:
+    """Fewest columns (at `rows`) whose PEs hold `sgs` (binary search: the need falls as columns are added)."""
+    cap = hw.tensor_bytes_per_pe
+    fits = lambda c: sum(sram_per_pe(sg, rows, c, dtype, context) for sg in sgs) <= cap  # noqa: E731
+    if not fits(hw.mesh_width_pes):
+        return None
+    lo, hi = 1, hw.mesh_width_pes
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def layer_region_groups(p: Placement, w: Workload) -> list[tuple[list[Subgraph], int, int]]:
+    """Distinct layer regions as (their subgraphs, rows, cols): one per layer shape, or per attn/mlp when split."""
+    by_name = {sg.name: sg for sg in w.subgraphs}
+    out = {}
+    for r in p.regions:
+        if r.name.startswith("layers."):
+            members = [by_name[n] for n in r.subgraphs]
+            key = (tuple((sg.kind, sg.weight_params, sg.layer == 0) for sg in members), r.height, r.width)
+            out.setdefault(key, (members, r.height, r.width))
+    return list(out.values())
 
 
 def shortfall_error(w: Workload, hw: WaferSpec, dtype: str, context: int, wafers: int, detail: str = "",
@@ -254,9 +311,13 @@ def shortfall_error(w: Workload, hw: WaferSpec, dtype: str, context: int, wafers
 
 def place(
     w: Workload, hw: WaferSpec, dtype: str, context: int, grid: tuple[int, int] | None, wafers: int | None,
-    collective: str, score: Callable[[Placement], float],
+    collective: str, score: Callable[[Placement], float], policy: str = "fewest-wafers", strips: bool = True,
 ) -> Placement:
-    """Place `w`: forced grid (wafers = as many as it needs unless --wafers) or the best square grid by `score`."""
+    """Place `w`: forced grid (wafers = as many as it needs unless --wafers) or the best grid by `score` among
+    `policy`'s plans: "fewest-wafers" those on the fewest wafers that hold the model (or on --wafers), "fastest" all
+    that fit --wafers (or MAX_WAFERS): a smaller dtype may then keep the PEs and run faster instead of saving wafers."""
+    if policy not in PLACEMENTS:
+        raise WaferError(f"unknown placement '{policy}' (known: {', '.join(PLACEMENTS)})")
     if 2 * COLORS_PER_AXIS[collective] > hw.routable_colors:
         raise WaferError(f"collective '{collective}' needs {2 * COLORS_PER_AXIS[collective]} fabric colors; {hw.name} routes {hw.routable_colors}")
     cap = hw.tensor_bytes_per_pe
@@ -274,6 +335,8 @@ def place(
                 f"({fmt_bytes((need - cap) * rows * cols)} over the grid); {hint}"
             )
         p = _plan(w, hw, rows, cols, dtype, context)
+        if p is not None and wafers is not None and p.wafers_used > wafers:
+            p = _plan(w, hw, rows, cols, dtype, context, wrap=True) or p  # strips waste only a wafer's last band
         if p is None:
             raise WaferError(f"the embedding or LM head of {w.name} does not fit a row of {rows}x{cols} tiles on {hw.name}")
         if p.wafers_used > MAX_WAFERS:
@@ -285,7 +348,12 @@ def place(
     side_min = _min_square(layers, hw, dtype, context)
     if side_min is None:
         raise _layer_misfit(w, layers, hw, dtype, context)
-    plans = [p for p in (_plan(w, hw, r, c, dtype, context) for r, c in _auto_candidates(hw, side_min))
+    grids = [(r, c, False, False) for r, c in _auto_candidates(hw, side_min)]
+    if strips:  # (the per-layer method times one whole layer on one rectangle: no strips there)
+        cands = _strip_candidates(layers, hw, dtype, context)
+        grids += [(r, c, True, False) for r, c in cands]
+        grids += [(r, 0, True, True) for r in sorted({r for r, _ in cands})]  # split: widths sized per subgraph
+    plans = [p for p in (_plan(w, hw, r, c, dtype, context, wrap, split) for r, c, wrap, split in grids)
              if p is not None and p.wafers_used <= MAX_WAFERS]
     if not plans:
         if total_sram_need(w, dtype, context) > MAX_WAFERS * hw.pes_per_wafer * cap:
@@ -296,7 +364,7 @@ def place(
             f"no per-layer grid on the {hw.mesh_height_pes}x{hw.mesh_width_pes} PE mesh places them all; "
             "use a larger mesh, --grid RxC, or a smaller --dtype/--context"
         )
-    limit = wafers if wafers is not None else min(p.wafers_used for p in plans)
+    limit = wafers if wafers is not None else (MAX_WAFERS if policy == "fastest" else min(p.wafers_used for p in plans))
     ok = [p for p in plans if p.wafers_used <= limit]
     if not ok:
         raise shortfall_error(w, hw, dtype, context, limit, fit=min(p.wafers_used for p in plans))
@@ -332,6 +400,27 @@ def _auto_candidates(hw: WaferSpec, side_min: int) -> list[tuple[int, int]]:
     step = max(1, (side_max - side_min) // 64)
     cands |= {(s, s) for s in range(side_min, side_max + 1, step)}
     return sorted(c for c in cands if c[0] * c[1] >= side_min * side_min // 2)
+
+
+def _strip_candidates(layers, hw: WaferSpec, dtype: str, context: int) -> list[tuple[int, int]]:
+    """Strip grids (packing.py): for each band height H // ty, the narrowest layer that fits (the densest packing)
+    and two a little wider (fewer PEs per column, for the scorer to weigh against the fold)."""
+    cap = hw.tensor_bytes_per_pe
+    out = set()
+    for ty in range(1, 33):
+        rows = hw.mesh_height_pes // ty
+        fits = lambda c: max(layer_sram_per_pe(l, rows, c, dtype, context) for l in layers[:1]) <= cap  # noqa: E731,E741
+        if rows <= 0 or not fits(hw.mesh_width_pes):
+            continue
+        lo, hi = 1, hw.mesh_width_pes
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        out |= {(rows, min(hw.mesh_width_pes, math.ceil(lo * f))) for f in (1.0, 1.1, 1.25)}
+    return sorted(out)
 
 
 def _min_square(layers, hw: WaferSpec, dtype: str, context: int) -> int | None:

@@ -33,6 +33,19 @@ class RegionReport(msgspec.Struct):
     height: int
     sram_bytes_per_pe: int
     sram_use_pct: float
+    wrap_cols: int = 0  # a strip wrapped round its band's end: columns continued at the same edge of the next band
+
+
+class SystemReport(msgspec.Struct):
+    """One wafer (one CS system) of a placed model: what it holds and the decode time spent on it per token."""
+
+    wafer: int
+    regions: list[str]  # in flow order
+    layers: list[int]  # [first, last] layer index held (partly, when a layer's attn and mlp are split), [] if none
+    pes_used: int
+    weight_bytes: int
+    kv_bytes: int
+    decode_s: float  # its subgraphs' decode seconds per token (hops and crossings between regions excluded)
 
 
 class Speculation(msgspec.Struct, kw_only=True):
@@ -62,7 +75,7 @@ class Report(msgspec.Struct):
     clock_hz: float
     grid: str  # per-layer rows x cols
     grid_forced: bool
-    wafers_used: int
+    wafers_used: int  # per-layer method: 1 (one layer's grid is what is timed)
     pes_used: int
     context: int
     prompt_len: int
@@ -94,6 +107,10 @@ class Report(msgspec.Struct):
     acceptance: float | None = None
     draft_tokens: int = 0
     speculation: Speculation | None = None
+    method: str = "placed"  # "placed" (the whole model as placed) | "per-layer" (one layer x layers, as WaferLLM timed)
+    # parameters one token's decode multiplies by (dense: all of them; the embedding counted, as is usual)
+    active_params: int = 0
+    per_system: list[SystemReport] = []  # the target's wafers (placed method; [] for per-layer: one layer is timed)
 
 
 class GemvReport(msgspec.Struct):
@@ -108,6 +125,30 @@ class GemvReport(msgspec.Struct):
     breakdown: dict[str, float]
 
 
+class GemmReport(msgspec.Struct):
+    m: int
+    k: int
+    n: int
+    hardware: str
+    clock_hz: float
+    grid: str
+    pes: int
+    seconds: float
+    flops_per_s: float  # 2 M K N / seconds
+    breakdown: dict[str, float]
+
+
+class AllreduceReport(msgspec.Struct):
+    pes: int  # along one line
+    elems: int  # 16-bit values reduced
+    hardware: str
+    collective: str
+    clock_hz: float
+    seconds: float
+    seconds_by_collective: dict[str, float]
+    breakdown: dict[str, float]
+
+
 def _us(s: float) -> str:
     return f"{s * 1e6:9.2f}"
 
@@ -118,7 +159,9 @@ def format_table(r: Report, max_layers: int = 2) -> str:
     head = f"{'subgraph':<16}{'PEs':>9}{'SRAM%':>7}" + "".join(f"{c[:11]:>12}" for c in cols) + f"{'us/token':>11}"
     lines = [
         f"{r.model} on {r.wafers_used} x {r.hardware} ({r.dtype}, {r.collective}, grid {r.grid}"
-        f"{' forced' if r.grid_forced else ' auto'}, {r.clock_hz / 1e9:.2f} GHz, context {r.context})",
+        f"{' forced' if r.grid_forced else ' auto'}, {r.clock_hz / 1e9:.2f} GHz, context {r.context})"
+        + (": per-layer method, one layer timed x the layer count (no crossings, no embedding, no head)"
+           if r.method == "per-layer" else ""),
         "decode µs per token by component" + (" (the target alone, one token):" if r.speculation else ":"),
         head,
         "-" * len(head),
@@ -172,6 +215,11 @@ def format_table(r: Report, max_layers: int = 2) -> str:
         f"weights {r.weight_bytes / 1e9:.2f} GB + KV {r.kv_bytes / 1e9:.3f} GB on {r.pes_used:,} PEs; "
         f"effective weight reads {r.effective_sram_read_bytes_per_s / 1e12:.1f} TB/s",
     ]
+    if len(r.per_system) > 1:
+        lines.append("per system: " + "; ".join(
+            f"#{p.wafer} layers {p.layers[0]}-{p.layers[1] if p.layers else ''} {p.weight_bytes / 1e9:.1f} GB "
+            f"{p.decode_s * 1e6:.0f} µs" if p.layers else f"#{p.wafer} {p.weight_bytes / 1e9:.1f} GB {p.decode_s * 1e6:.0f} µs"
+            for p in r.per_system))
     total = sum(r.breakdown.values()) or 1.0
     top = sorted(r.breakdown.items(), key=lambda kv: -kv[1])[:4]
     lines.append("decode time goes to: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in top))
@@ -182,3 +230,16 @@ def format_gemv(r: GemvReport) -> str:
     parts = ", ".join(f"{k} {v * 1e9:.0f} ns" for k, v in sorted(r.breakdown.items(), key=lambda kv: -kv[1]))
     return (f"GEMV [1,{r.m}] x [{r.m},{r.n}] on {r.hardware}, grid {r.grid} ({r.collective}, {r.clock_hz / 1e9:.2f} GHz): "
             f"{r.seconds * 1e3:.5f} ms\n  {parts}")
+
+
+def format_gemm(r: GemmReport) -> str:
+    parts = ", ".join(f"{k} {v * 1e6:.2f} µs" for k, v in sorted(r.breakdown.items(), key=lambda kv: -kv[1]))
+    return (f"GEMM [{r.m},{r.k}] x [{r.k},{r.n}] on {r.hardware}, grid {r.grid} (MeshGEMM, {r.clock_hz / 1e9:.2f} GHz): "
+            f"{r.seconds * 1e3:.4f} ms, {r.flops_per_s / 1e12:.1f} TFLOP/s\n  {parts}")
+
+
+def format_allreduce(r: AllreduceReport) -> str:
+    others = ", ".join(f"{a} {s * 1e6:.2f} µs" for a, s in r.seconds_by_collective.items())
+    parts = ", ".join(f"{k} {v * 1e9:.0f} ns" for k, v in sorted(r.breakdown.items(), key=lambda kv: -kv[1]))
+    return (f"allreduce of {r.elems} values over {r.pes} PEs on {r.hardware} ({r.collective}, {r.clock_hz / 1e9:.2f} GHz): "
+            f"{r.seconds * 1e6:.3f} µs\n  {parts}\n  all algorithms: {others}")

@@ -28,10 +28,13 @@ from . import speculative
 from .cost import Cost, cdiv
 from .errors import WaferError
 from .hardware import WaferSpec
-from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, max_prefill_chunk, place, prefill_sram_per_pe,
-                        sram_parts, sram_per_pe)
-from .report import GemvReport, RegionReport, Report, SubgraphReport
+from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, layer_region_groups, max_prefill_chunk, place,
+                        prefill_sram_per_pe, sram_parts, sram_per_pe)
+from .report import GemvReport, RegionReport, Report, SubgraphReport, SystemReport
 from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
+
+
+METHODS = ("placed", "per-layer")
 
 
 class SimOptions(msgspec.Struct, kw_only=True):
@@ -44,6 +47,12 @@ class SimOptions(msgspec.Struct, kw_only=True):
     prefill_chunk: int | None = None  # auto placement: tokens per pipelined prefill chunk; None = the TTFT-optimal one
     draft_tokens: int = 4  # with a draft model: tokens it proposes per verify step
     acceptance: float | None = None  # with a draft model: probability that one draft token is accepted
+    # "placed": the whole model as placed (embedding, every layer on its own region, hops, wafer crossings, head,
+    # host I/O). "per-layer": WaferLLM's measurement -- one layer on its P x P grid, its time x the layer count; no
+    # hops between layers, no wafer crossings, no embedding, no LM head, no host I/O (HARDWARE.md, "How WaferLLM
+    # measured"). The calibration points were measured this way, so the PE constants are fitted on it.
+    method: str = "placed"
+    placement: str = "fewest-wafers"  # auto grid: the fastest plan on the fewest wafers, or the fastest on any count
 
 
 def _check(opts: SimOptions) -> None:
@@ -51,6 +60,8 @@ def _check(opts: SimOptions) -> None:
         raise WaferError(f"unknown dtype '{opts.dtype}' (known: {', '.join(DTYPES)})")
     if opts.collective not in C.COLLECTIVES:
         raise WaferError(f"unknown collective '{opts.collective}' (known: {', '.join(C.COLLECTIVES)})")
+    if opts.method not in METHODS:
+        raise WaferError(f"unknown method '{opts.method}' (known: {', '.join(METHODS)})")
     if opts.prompt_len <= 0 or opts.context <= 0:
         raise WaferError(f"--prompt-len and --context must be > 0 (got {opts.prompt_len}, {opts.context})")
     if opts.prompt_len > opts.context:
@@ -76,7 +87,7 @@ class _Sim:
         self.cache: dict = {}
 
     def sub(self, sg: Subgraph, region: Region, phase: str) -> Cost:
-        key = (phase, _shape_key(sg), region.height, region.width)
+        key = (phase, _shape_key(sg), region.height, region.width, region.wrap_cols > 0)
         c = self.cache.get(key)
         if c is None:
             o = self.o
@@ -84,6 +95,9 @@ class _Sim:
                 c = C.decode_subgraph(self.hw, sg, region.height, region.width, o.dtype, o.collective, o.context)
             else:
                 c = C.prefill_subgraph(self.hw, sg, region.height, region.width, o.dtype, o.collective, o.prompt_len)
+            if region.wrap_cols:
+                gemm = phase != "decode" and sg.kind in ("attn", "mlp")  # prefill's head runs the decode dataflow
+                c = c + C.fold_penalty(self.hw, sg, region.height, region.width, "meshgemm" if gemm else "stream")
             self.cache[key] = c
         return c
 
@@ -150,7 +164,7 @@ class _Sim:
             ckey = cdiv(ctx, rows) if sg.kind == "attn" else 0
         else:
             ckey = (cdiv(ctx, cols), cdiv(ctx, max(rows, cols))) if sg.kind == "attn" else 0
-        key = ("chunk", kernel, _shape_key(sg), rows, cols, size, ckey)
+        key = ("chunk", kernel, _shape_key(sg), rows, cols, size, ckey, region.wrap_cols > 0)
         c = self.cache.get(key)
         if c is None:
             o = self.o
@@ -158,6 +172,8 @@ class _Sim:
                 c = C.decode_subgraph(self.hw, sg, rows, cols, o.dtype, o.collective, ctx, tokens=size)
             else:
                 c = C.prefill_subgraph(self.hw, sg, rows, cols, o.dtype, o.collective, size, past=past)
+            if region.wrap_cols:
+                c = c + C.fold_penalty(self.hw, sg, rows, cols, kernel)
             self.cache[key] = c
         return c
 
@@ -210,7 +226,7 @@ class _Sim:
                 add(("head",), lambda r=r, m=members: [zero] * last + [self.sub(m[0], r, "decode")])
             else:
                 shape = tuple(_shape_key(sg) for sg in members)
-                add(("region", shape, r.height, r.width),
+                add(("region", shape, r.height, r.width, r.wrap_cols > 0),
                     lambda r=r, m=members: [sum((self._chunk_cost(sg, r, kernel, n, past) for sg in m), Cost())
                                             for n, past in zip(sizes, pasts)])
         return types, order
@@ -251,34 +267,34 @@ class _Sim:
                 j -= 1
         pasts = np.cumsum([0] + sizes[:-1]).tolist()
         regions = self.region_of(p)
-        per_sg = {}
+        per_sg, busy_of = {}, {}  # layers of one shape on equal regions are equally busy: sum their chunks once
         for sg in self.w.subgraphs:
             r = regions[sg.name]
             if sg.kind == "head":
                 per_sg[sg.name] = self.sub(sg, r, "decode")
-            else:
+                continue
+            key = (_shape_key(sg), r.height, r.width, r.wrap_cols > 0)
+            if key not in busy_of:
                 busy = Cost()
                 for n, past in zip(sizes, pasts):
                     busy += self._chunk_cost(sg, r, kernel, n, past)
-                per_sg[sg.name] = busy
+                busy_of[key] = busy
+            per_sg[sg.name] = busy_of[key]
         return ttft, path, per_sg
 
     def prefill_auto(self, p: Placement) -> "PrefillPlan":
         """The kernel and chunk size with the lowest TTFT among those whose working tiles fit the PEs."""
         hw, o, s = self.hw, self.o, self.o.prompt_len
         cap = hw.tensor_bytes_per_pe
-        shapes = {}
-        for layer in _layers(self.w):
-            shapes.setdefault(tuple(_shape_key(sg) for sg in layer), layer)
-        r0 = next(r for r in p.regions if r.name.startswith("layers."))
+        groups = layer_region_groups(p, self.w)  # (subgraphs, rows, cols) per distinct layer region
         embed = self.w.by_kind("embed")[0]
         er = next(r for r in p.regions if r.name == "embed")
         e_res, e_buf = sram_parts(embed, er.height, er.width // er.tiles, o.dtype, o.context, er.tiles)
         e_max = (cap - e_res) // e_buf if e_buf else s  # the chunk's looked-up rows: e_buf bytes per token
         limits = {}
         for kernel in ("stream", "meshgemm"):
-            limits[kernel] = min([e_max] + [max_prefill_chunk(layer, r0.height, r0.width, o.dtype, o.context, kernel, cap, s)
-                                            for layer in shapes.values()])
+            limits[kernel] = min([e_max] + [max_prefill_chunk(m, rows, cols, o.dtype, o.context, kernel, cap, s)
+                                            for m, rows, cols in groups])
         if o.prefill_chunk is not None:
             fits = {k: v for k, v in limits.items() if v >= o.prefill_chunk}
             if not fits:
@@ -297,8 +313,7 @@ class _Sim:
             raise WaferError("no prefill chunk fits the PEs' SRAM beside the weights and KV cache")
         kernel, chunk = min(cands, key=lambda kq: (self.prefill_pipelined(p, *kq), kq[1]))
         ttft, path, per_sg = self.prefill_pipelined(p, kernel, chunk, breakdown=True)
-        sram = max(prefill_sram_per_pe(layer, r0.height, r0.width, o.dtype, o.context, kernel, chunk)
-                   for layer in shapes.values())
+        sram = max(prefill_sram_per_pe(m, rows, cols, o.dtype, o.context, kernel, chunk) for m, rows, cols in groups)
         return PrefillPlan(path, per_sg, kernel, chunk, cdiv(s, chunk), limits[kernel], sram, True)
 
     def prefill_forced(self, p: Placement) -> "PrefillPlan":
@@ -320,12 +335,25 @@ class _Sim:
                         hi = mid - 1
                 ok = lo if ok == 0 else min(ok, lo)
             raise WaferError(
-                f"prefill of {o.prompt_len} tokens on the forced {p.grid_rows}x{p.grid_cols} grid needs {fmt_bytes(need)} "
+                f"prefill of {o.prompt_len} tokens on the {'forced ' if o.grid else 'per-layer '}{p.grid_rows}x{p.grid_cols} grid needs {fmt_bytes(need)} "
                 f"per PE (MeshGEMM tiles beside the resident weights and KV) but a PE holds {fmt_bytes(cap)}: short by "
                 f"{fmt_bytes(need - cap)} per PE; use " + (f"--prompt-len {ok} or less, " if ok else "")
                 + "a larger --grid, or auto placement (layer-pipelined chunks)")
-        total, per_sg = self.prefill(p)
+        total, per_sg = self.per_layer(p, "prefill") if o.method == "per-layer" else self.prefill(p)
         return PrefillPlan(total, per_sg, "meshgemm", o.prompt_len, 1, o.prompt_len, need, False)
+
+    def per_layer(self, p: Placement, phase: str) -> tuple[Cost, dict[str, Cost]]:
+        """WaferLLM's method: one steady-state layer (layer 1: layer 0 skips the residual add) on its grid, its time
+        x the layer count. Nothing else is charged: the embedding, head, hops and crossings were never timed."""
+        regions = self.region_of(p)
+        layers = _layers(self.w)
+        timed = layers[1] if len(layers) > 1 else layers[0]
+        one = sum((self.sub(sg, regions[sg.name], phase) for sg in timed), Cost())
+        per_sg = {sg.name: Cost() for sg in self.w.subgraphs}
+        for layer in layers:
+            for sg, t in zip(layer, timed):
+                per_sg[sg.name] = self.sub(t, regions[t.name], phase)
+        return one * len(layers), per_sg
 
 
 @dataclass
@@ -349,11 +377,15 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     """`draft`: a draft model for speculative decoding (runtime/wafer/speculative.py), placed on its own wafers."""
     _check(opts)
     if draft is not None:
+        if opts.method == "per-layer":
+            raise WaferError("--draft needs --method placed: speculation runs the whole model, not one timed layer")
         speculative.check(opts.draft_tokens, opts.acceptance)
     sim = _Sim(w, hw, opts)
-    p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles)
-    dec, dec_sg = sim.decode(p)
-    plan = sim.prefill_forced(p) if opts.grid is not None else sim.prefill_auto(p)
+    p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement,
+              strips=opts.method == "placed")
+    per_layer = opts.method == "per-layer"
+    dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
+    plan = sim.prefill_forced(p) if opts.grid is not None or per_layer else sim.prefill_auto(p)
     pre, pre_sg = plan.cost, plan.per_sg
     clock = hw.clock_hz
     regions = sim.region_of(p)
@@ -371,7 +403,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         ))
     region_reports = [
         RegionReport(r.name, r.subgraphs, r.wafer, r.x, r.y, r.width, r.height, r.sram_bytes_per_pe,
-                     round(100.0 * r.sram_bytes_per_pe / hw.sram_bytes_per_pe, 2))
+                     round(100.0 * r.sram_bytes_per_pe / hw.sram_bytes_per_pe, 2), r.wrap_cols)
         for r in p.regions
     ]
     latency = dec.total / clock
@@ -383,6 +415,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         latency = spec.step_s / spec.expected_tokens_per_step
     prefill_s = pre.total / clock
     weight_bytes = w.weight_bytes(opts.dtype)
+    systems = [] if per_layer else _per_system(p, w, sg_reports)
     # weights swept per second: once per token plainly; with speculation, the target's once per verify pass and the
     # draft's once per drafted token, per step
     swept_per_s = (weight_bytes / latency if spec is None else
@@ -390,7 +423,10 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     return Report(
         model=w.name, workload_source=w.source, hardware=hw.name, dtype=opts.dtype, collective=opts.collective,
         clock_hz=clock, grid=f"{p.grid_rows}x{p.grid_cols}", grid_forced=opts.grid is not None,
-        wafers_used=p.wafers_used + (spec.draft_wafers if spec else 0), pes_used=sum(r.width * r.height for r in p.regions),
+        method=opts.method,
+        # per-layer: one layer timed on one grid of one wafer (what WaferLLM measured), whatever placing all would need
+        wafers_used=1 if per_layer else p.wafers_used + (spec.draft_wafers if spec else 0),
+        pes_used=p.grid_rows * p.grid_cols if per_layer else sum(r.width * r.height for r in p.regions),
         context=opts.context, prompt_len=opts.prompt_len,
         per_token_latency_s=latency, decode_tokens_per_s=1.0 / latency,
         prefill_s=prefill_s, ttft_s=prefill_s, prefill_tokens_per_s=opts.prompt_len / prefill_s,
@@ -398,12 +434,28 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         prefill_kernel=plan.kernel, prefill_pipelined=plan.pipelined, prefill_chunk_tokens=plan.chunk_tokens,
         prefill_chunks=plan.chunks, prefill_max_chunk_tokens=plan.max_chunk_tokens,
         prefill_sram_bytes_per_pe=plan.sram_bytes_per_pe,
-        wafer_crossings_per_token=crossings(p), weight_bytes=weight_bytes,
+        wafer_crossings_per_token=0 if per_layer else crossings(p), weight_bytes=weight_bytes,
         kv_bytes=sum(sg.kv_bytes_per_token for sg in w.subgraphs) * opts.context,
         effective_sram_read_bytes_per_s=swept_per_s,
         subgraphs=sg_reports, regions=region_reports,
         acceptance=opts.acceptance if spec else None, draft_tokens=opts.draft_tokens if spec else 0, speculation=spec,
+        active_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
     )
+
+
+def _per_system(p: Placement, w: Workload, sg_reports: list[SubgraphReport]) -> list[SystemReport]:
+    by_name = {r.name: r for r in sg_reports}
+    out = []
+    for wafer in range(p.wafers_used):
+        regions = [r for r in p.regions if r.wafer == wafer]
+        names = [n for r in regions for n in r.subgraphs]
+        layers = sorted({int(n.split(".")[1]) for n in names if n.startswith("layers.")})
+        out.append(SystemReport(
+            wafer=wafer, regions=[r.name for r in regions], layers=[layers[0], layers[-1]] if layers else [],
+            pes_used=sum(r.width * r.height for r in regions),
+            weight_bytes=sum(by_name[n].weight_bytes for n in names), kv_bytes=sum(by_name[n].kv_bytes for n in names),
+            decode_s=sum(by_name[n].seconds for n in names)))
+    return out
 
 
 def simulate_gemv(m: int, n: int, hw: WaferSpec, grid: tuple[int, int] | None, collective: str) -> GemvReport:

@@ -25,7 +25,7 @@ from . import cost as C
 from .cost import Cost
 from .errors import WaferError
 from .hardware import WaferSpec
-from .placement import Placement, _layers, max_prefill_chunk, place
+from .placement import Placement, layer_region_groups, max_prefill_chunk, place
 from .report import Speculation
 from .workload import TOKEN_ID_BYTES, Workload
 
@@ -50,9 +50,8 @@ def verify_passes(sim, p: Placement, tokens: int) -> list[int]:
     """Tokens per verify pass: all at once when their working tiles fit the layer PEs beside the weights and KV
     (the mapper packs those tightly), else in as many equal passes as needed, one after another."""
     o = sim.o
-    r0 = next(r for r in p.regions if r.name.startswith("layers."))
-    fits = min(max_prefill_chunk(layer, r0.height, r0.width, o.dtype, o.context, "stream", sim.hw.tensor_bytes_per_pe, tokens)
-               for layer in _layers(sim.w))
+    fits = min(max_prefill_chunk(m, rows, cols, o.dtype, o.context, "stream", sim.hw.tensor_bytes_per_pe, tokens)
+               for m, rows, cols in layer_region_groups(p, sim.w))
     if fits == 0:  # pragma: no cover - one token is decode, which the placement made room for
         raise WaferError("not even one token's working tiles fit beside the target's weights and KV")
     n = -(-tokens // fits)
@@ -70,6 +69,8 @@ def verify_cycles(sim, p: Placement, tokens: int) -> tuple[Cost, int]:
         for sg in sim.w.subgraphs:
             r = regions[sg.name]
             total += C.decode_subgraph(hw, sg, r.height, r.width, o.dtype, o.collective, o.context, tokens=n)
+            if r.wrap_cols:
+                total += C.fold_penalty(hw, sg, r.height, r.width, "stream")
         for a, b in zip(p.regions, p.regions[1:]):
             total += sim.hop(a, b, n, p.grid_rows, p.grid_cols)
         total += sim.hop(p.regions[-1], p.regions[0], n, p.grid_rows, p.grid_cols, ids=True)

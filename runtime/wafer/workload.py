@@ -37,9 +37,10 @@ ARCH_PRESETS_FILE = Path(__file__).parent / "presets" / "archs.toml"
 ARCH_FILE_LIMIT = 1 << 20  # bytes; an ArchSpec is a dozen numbers
 ARCH_ALIASES = {"llama3.1-8b": "llama3-8b", "llama3-70b": "llama3.1-70b"}
 
-# Bytes per weight on the wafer. int8/int4 keep one bf16 scale per block of 32 weights (as MatMulNBits does).
+# Bytes per weight on the wafer, packed. int8/int4 keep one bf16 scale per block of 32 weights (as MatMulNBits does);
+# fp8 (e4m3) keeps one scale per output channel (a few bytes per row of thousands: not counted).
 QUANT_BLOCK = 32
-WEIGHT_BYTES = {"bf16": 2.0, "int8": 1.0 + 2.0 / QUANT_BLOCK, "int4": 0.5 + 2.0 / QUANT_BLOCK}
+WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0 + 2.0 / QUANT_BLOCK, "int4": 0.5 + 2.0 / QUANT_BLOCK}
 DTYPES = tuple(WEIGHT_BYTES)
 ACT_BYTES = 2  # activations, norms, biases and the KV cache stay 16-bit whatever the weight dtype
 TOKEN_ID_BYTES = 4  # int32 token ids on the wafer and the host link
