@@ -12,7 +12,8 @@ has them, FIM for FIM models, post-processing), greedy, line mode, <= 64 new tok
 - fim (FIM models): the prompt llama.cpp's /infill builds from llama.vscode's request -- `<|repo_name|>myproject\\n
   <|file_sep|>filename\\n<|fim_prefix|>` + the last 1,024 tokens of the lines above the cursor line +
   `<|fim_suffix|>` + the first 256 suffix tokens + `<|fim_middle|>` + the cursor line's text before the cursor
-  (llama.vscode's `prompt` field, which the server puts after FIM_MID).
+  (llama.vscode's `prompt` field, which the server puts after FIM_MID; "" when that text is only indentation, and
+  then up to that many leading spaces are removed from the answer, as llama.vscode's completion.ts does).
 Prints the CPU and one summary line.
 """
 
@@ -79,8 +80,8 @@ def run_ours(model: str, pos, threads: int, cold_prompt_tokens: int = 0) -> tupl
     svc = CompletionService.load(model, threads=threads)
     outs = []
     t0 = time.perf_counter()
-    for mod, prefix, suffix, _ in pos:
-        req = CompletionRequest(prefix=prefix, suffix=suffix, doc_key=mod, path=mod.replace(".", "/") + ".py",
+    for i, (mod, prefix, suffix, _) in enumerate(pos):  # each position a file of its own: no state from the last
+        req = CompletionRequest(prefix=prefix, suffix=suffix, doc_key=f"{mod}#{i}", path=mod.replace(".", "/") + ".py",
                                 repo_name="cpython", mode="line", max_new_tokens=MAX_NEW_TOKENS, max_prompt_tokens=1024,
                                 cold_prompt_tokens=cold_prompt_tokens)
         outs.append(svc.complete(req).text)
@@ -93,9 +94,22 @@ def anchor_fim_ids(llm, meta, prefix: str, suffix: str) -> list[int]:
         return llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
 
     cut = prefix.rfind("\n") + 1
+    line = prefix[cut:]
+    prompt = "" if line.strip(" \t") == "" else line  # llama.vscode sends an indentation-only line as "" (see below)
     head = [meta.repo_name_id] + tok("myproject\n") + [meta.file_sep_id] + tok("filename\n")
     return (head + [meta.fim_prefix_id] + tok(prefix[:cut])[-ANCHOR_PROMPT_TOKENS:] + [meta.fim_suffix_id]
-            + tok(suffix)[:ANCHOR_SUFFIX_TOKENS] + [meta.fim_middle_id] + tok(prefix[cut:]))
+            + tok(suffix)[:ANCHOR_SUFFIX_TOKENS] + [meta.fim_middle_id] + tok(prompt))
+
+
+def anchor_fim_text(prefix: str, text: str) -> str:
+    """llama.vscode's reading of the answer: first line; when the cursor line held only indentation it sent `prompt`
+    "" and removes up to that many leading spaces/tabs from the answer (completion.ts removeLeadingSpaces)."""
+    line = prefix[prefix.rfind("\n") + 1 :]
+    first = text.split("\n")[0]
+    if line.strip(" \t") == "":
+        n = len(first) - len(first.lstrip(" \t"))
+        first = first[min(n, len(line)) :]
+    return first
 
 
 def run_anchor(gguf: str, pos, threads: int, meta=None) -> tuple[list[str], float]:
@@ -111,7 +125,8 @@ def run_anchor(gguf: str, pos, threads: int, meta=None) -> tuple[list[str], floa
         else:
             ids = llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=False)[-ANCHOR_PROMPT_TOKENS:]
         r = llm.create_completion(ids, max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=["\n"])
-        outs.append(r["choices"][0]["text"].split("\n")[0])
+        text = r["choices"][0]["text"]
+        outs.append(anchor_fim_text(prefix, text) if meta is not None else text.split("\n")[0])
     return outs, time.perf_counter() - t0
 
 
@@ -131,6 +146,8 @@ def main() -> int:
     ap.add_argument("--cold-prompt-tokens", type=int, default=0,
                     help="as the server's coldPromptTokens: > 0 measures the short window a file just opened gets first")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--anchor-threads", type=int, help="llama.cpp's threads (default --threads); 1 on a busy machine, "
+                    "where its spinning thread pool collapses: greedy answers do not depend on it")
     ap.add_argument("--anchor", choices=["auto", "plain", "fim", "none"], default="auto",
                     help="auto: fim for FIM models, else plain")
     args = ap.parse_args()
@@ -145,11 +162,12 @@ def main() -> int:
     e, s = score(ours, pos)
     line = (f"quality {args.model} ({len(pos)} stdlib positions, cursor {args.cursor}, seed {args.seed}, greedy, line): "
             f"ours{f' (cold window {args.cold_prompt_tokens})' if args.cold_prompt_tokens else ''} exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)")
+    print(line, flush=True)  # ours first: the anchor may take long
     meta = read_meta(models.resolve_model(args.model))
     kind = ("fim" if meta.has_fim else "plain") if args.anchor == "auto" else args.anchor
     if kind != "none":
         gguf = args.gguf or str(models.gguf_path(args.model))
-        anc, anc_s = run_anchor(gguf, pos, args.threads, meta if kind == "fim" else None)
+        anc, anc_s = run_anchor(gguf, pos, args.anchor_threads or args.threads, meta if kind == "fim" else None)
         ae, as_ = score(anc, pos)
         ratio = e / ae if ae else float("inf")
         line += f" | llama.cpp {kind} exact {ae:.1%} edit-sim {as_:.3f} ({anc_s:.0f} s) | exact ratio {ratio:.2f}x"
