@@ -95,6 +95,17 @@ def test_absolute_imports_reexports_and_a_file_that_does_not_parse():
     assert "class Box:\n    size = 3\n    def put(self, x):" in texts
 
 
+def test_names_and_module_attributes_used_nearest_the_cursor_come_first():
+    from runtime.crossfile_py import Modules, imported_definitions
+
+    mods = Modules(build_index(p, t) for p, t in {"pkg/shapes.py": SHAPES, "pkg/util.py": UTIL}.items())
+    head = "from .shapes import Circle, scale, UNIT\nimport pkg.util as u\n\n"
+    got = imported_definitions("pkg/main.py", head + "u.other()\nscale(c)\nx = obj.u.helper + Circle\n", None, "", mods)
+    names = [d.text.split("(")[0].split(":")[0].split(" = ")[0].split()[-1] for _, d in got]
+    # nearest use first: Circle, scale, then u.other; `obj.u.helper` is an attribute of obj, not of the module u
+    assert names[:3] == ["Circle", "scale", "other"] and "helper" not in names and names[3:] == ["UNIT"]
+
+
 def test_the_name_being_typed_comes_first():
     c = collector({"pkg/shapes.py": SHAPES, "pkg/main.py": MAIN})
     snips = c.snippets(uri("pkg/main.py"), "from .shapes import Circle, scale\n\nx = sca", 40, words)
