@@ -361,6 +361,11 @@ class WaferlineServer(RemoteLink, LanguageServer):
         self.collector.update(uri, rel or uri.rsplit("/", 1)[-1], text, edits)
         self.schedule_indexing(INDEX_DELAY_S if edits else 0.0)
 
+    def retrack_documents(self) -> None:
+        """The workspace folders changed: every open document again, now inside (with its new relative path) or out."""
+        for uri in list(self.workspace.text_documents) if self.protocol._workspace else []:
+            self.track_document(uri)
+
     def schedule_indexing(self, delay_s: float, skip: str | None = None) -> None:
         """Index the changed documents on the context thread after `delay_s` (a newer call replaces one still
         waiting, so typing re-indexes once per pause). The GIL-bound ast parse of a file takes milliseconds."""

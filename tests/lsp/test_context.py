@@ -94,3 +94,21 @@ def test_status_lists_what_the_prompt_held_and_a_cold_answer_holds_none(tiny_bun
         assert {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
     finally:
         c.close()
+
+
+def test_a_workspace_folder_added_later_brings_its_open_documents_in(tiny_bundle, tmp_path):
+    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True},
+              root="file:///w")
+    try:
+        assert wait_state(c, {"ready"})["state"] == "ready"
+        main = "file:///elsewhere/pkg/main.py"
+        open_doc(c, "file:///elsewhere/pkg/shapes.py", SHAPES)
+        open_doc(c, main, MAIN)
+        assert wait_indexed(c, 0)["documents"] == 0  # outside the workspace folder
+        c.notify("workspace/didChangeWorkspaceFolders", {"event": {
+            "added": [{"uri": "file:///elsewhere", "name": "elsewhere"}], "removed": []}})
+        assert wait_indexed(c, 2)["documents"] == 2
+        assert "error" not in inline(c, main, *end_of(MAIN))
+        assert {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+    finally:
+        c.close()
