@@ -80,8 +80,11 @@ def run(model: str, n: int, waits: list[float], seed: int, cursor_first: bool, v
                     metrics = client.notifications_of("waferline/metrics", since=mark)
                     print(f"  {ms:7.0f} ms  {mod:14s} {metrics[-1] if metrics else 'no metrics'}", flush=True)
                 client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
-            how = "cursor placed (codeAction) " if cursor_first else ""
-            how += f"{tabs} other tabs open{''.join(f', {k} {v}' for k, v in (options or {}).items())}, " if tabs else ""
+            how = "cursor placed (codeAction)" if cursor_first else ""
+            if tabs:
+                how += (", " if how else "") + f"{tabs} other tabs open" + "".join(
+                    f", {k} {v}" for k, v in (options or {}).items())
+            how += ", " if how else ""
             lines.append(f"cold {model}: open, {how}{wait_s:g} s before the request, {len(times)} files: p50 {pct(times, .5):.0f} ms "
                          f"p95 {pct(times, .95):.0f} ms max {max(times):.0f} ms mean {statistics.fmean(times):.0f} ms, "
                          f"exact {exact}/{len(times)}")
