@@ -46,7 +46,7 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     prefill_on_open: bool = True  # prefill a file's prompt in the background when it is opened or focused
     # put snippets of the other open files before the current one (runtime.crossfile). Off by default: measured on
     # bench/crossfile.py (2026-12-06, the context on top of the window) it does not change exact match -- SmolLM2
-    # 17.7% -> 17.0% over 141 cross-file lines, Qwen2.5-Coder 30.5% -> 28.8% over 59 (the definition in the prompt ~90%)
+    # 14.5% -> 14.5% over 200 cross-file lines, Qwen2.5-Coder 23.7% -> 25.4% over 114 (the definition in the prompt 94%)
     context: bool = False
     # their budget in prompt tokens, on top of maxPromptTokens while maxContext has room (else at most half of the
     # prompt); 512: the budget measured, nothing measured speaks for another
