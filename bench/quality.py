@@ -1,7 +1,7 @@
 """Line-completion quality: exact match of the rest of the line and edit similarity, on cursor positions taken from
 Python standard-library files, for our completion service and for plain llama.cpp completion with the same model.
 
-    python bench/quality.py [--model smollm2-135m] [--positions 300] [--seed 0] [--no-anchor] [--tabs 10]
+    python bench/quality.py [--model smollm2-135m] [--positions 300] [--seed 0] [--no-anchor]
 
 Each position: the cursor sits at a random point of a non-blank line; the rest of that line is the target and is
 removed from the document (as when typing at the end of a line), the following lines stay. Ours = the service the
@@ -12,11 +12,9 @@ has them, FIM for FIM models, post-processing), greedy, line mode, <= 64 new tok
 - fim (FIM models): the prompt llama.cpp's /infill builds from llama.vscode's request -- `<|repo_name|>myproject\\n
   <|file_sep|>filename\\n<|fim_prefix|>` + the last 1,024 tokens of the lines above the cursor line +
   `<|fim_suffix|>` + the first 256 suffix tokens + `<|fim_middle|>` + the cursor line's text before the cursor
-  (llama.vscode's `prompt` field, which the server puts after FIM_MID).
---tabs N: N other files are open beside each (standard-library modules this set never samples from:
-bench/crossfile.py's neighbour_tabs), and ours gets runtime.crossfile's snippets of them within --context-tokens, as
-the server does with `context` on -- unrelated context must not cost the single-file set anything. Prints the CPU and
-one summary line.
+  (llama.vscode's `prompt` field, which the server puts after FIM_MID; "" when that text is only indentation, and
+  then up to that many leading spaces are removed from the answer, as llama.vscode's completion.ts does).
+Prints the CPU and one summary line.
 """
 
 from __future__ import annotations
@@ -76,29 +74,16 @@ def edit_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b).ratio()
 
 
-def run_ours(model: str, pos, threads: int, cold_prompt_tokens: int = 0, tabs: int = 0,
-             context_tokens: int = 0) -> tuple[list[str], float]:
-    from bench.crossfile import neighbour_tabs
+def run_ours(model: str, pos, threads: int, cold_prompt_tokens: int = 0) -> tuple[list[str], float]:
     from runtime.complete import CompletionRequest, CompletionService
-    from runtime.crossfile import ContextCollector
 
     svc = CompletionService.load(model, threads=threads)
-    others = ContextCollector()
-    for path, text in neighbour_tabs("textwrap", tabs)[1].items() if tabs else ():
-        others.update(path, path, text)
     outs = []
     t0 = time.perf_counter()
-    for mod, prefix, suffix, _ in pos:
-        path = mod.replace(".", "/") + ".py"
-        context = []
-        if tabs and context_tokens:
-            others.update(path, path, prefix + suffix)
-            others.refresh()
-            context = others.snippets(path, prefix, context_tokens, svc.count_tokens)
-            others.close(path)  # the next position may be another module: this one is no tab of it
-        req = CompletionRequest(prefix=prefix, suffix=suffix, doc_key=mod, path=path,
+    for i, (mod, prefix, suffix, _) in enumerate(pos):  # each position a file of its own: no state from the last
+        req = CompletionRequest(prefix=prefix, suffix=suffix, doc_key=f"{mod}#{i}", path=mod.replace(".", "/") + ".py",
                                 repo_name="cpython", mode="line", max_new_tokens=MAX_NEW_TOKENS, max_prompt_tokens=1024,
-                                cold_prompt_tokens=cold_prompt_tokens, context=context)
+                                cold_prompt_tokens=cold_prompt_tokens)
         outs.append(svc.complete(req).text)
     return outs, time.perf_counter() - t0
 
@@ -109,9 +94,22 @@ def anchor_fim_ids(llm, meta, prefix: str, suffix: str) -> list[int]:
         return llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
 
     cut = prefix.rfind("\n") + 1
+    line = prefix[cut:]
+    prompt = "" if line.strip(" \t") == "" else line  # llama.vscode sends an indentation-only line as "" (see below)
     head = [meta.repo_name_id] + tok("myproject\n") + [meta.file_sep_id] + tok("filename\n")
     return (head + [meta.fim_prefix_id] + tok(prefix[:cut])[-ANCHOR_PROMPT_TOKENS:] + [meta.fim_suffix_id]
-            + tok(suffix)[:ANCHOR_SUFFIX_TOKENS] + [meta.fim_middle_id] + tok(prefix[cut:]))
+            + tok(suffix)[:ANCHOR_SUFFIX_TOKENS] + [meta.fim_middle_id] + tok(prompt))
+
+
+def anchor_fim_text(prefix: str, text: str) -> str:
+    """llama.vscode's reading of the answer: first line; when the cursor line held only indentation it sent `prompt`
+    "" and removes up to that many leading spaces/tabs from the answer (completion.ts removeLeadingSpaces)."""
+    line = prefix[prefix.rfind("\n") + 1 :]
+    first = text.split("\n")[0]
+    if line.strip(" \t") == "":
+        n = len(first) - len(first.lstrip(" \t"))
+        first = first[min(n, len(line)) :]
+    return first
 
 
 def run_anchor(gguf: str, pos, threads: int, meta=None) -> tuple[list[str], float]:
@@ -127,7 +125,8 @@ def run_anchor(gguf: str, pos, threads: int, meta=None) -> tuple[list[str], floa
         else:
             ids = llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=False)[-ANCHOR_PROMPT_TOKENS:]
         r = llm.create_completion(ids, max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=["\n"])
-        outs.append(r["choices"][0]["text"].split("\n")[0])
+        text = r["choices"][0]["text"]
+        outs.append(anchor_fim_text(prefix, text) if meta is not None else text.split("\n")[0])
     return outs, time.perf_counter() - t0
 
 
@@ -147,8 +146,8 @@ def main() -> int:
     ap.add_argument("--cold-prompt-tokens", type=int, default=0,
                     help="as the server's coldPromptTokens: > 0 measures the short window a file just opened gets first")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tabs", type=int, default=0, help="other files open beside each position's (ours only)")
-    ap.add_argument("--context-tokens", type=int, default=512, help="their context budget, as the server's contextTokens")
+    ap.add_argument("--anchor-threads", type=int, help="llama.cpp's threads (default --threads); 1 on a busy machine, "
+                    "where its spinning thread pool collapses: greedy answers do not depend on it")
     ap.add_argument("--anchor", choices=["auto", "plain", "fim", "none"], default="auto",
                     help="auto: fim for FIM models, else plain")
     args = ap.parse_args()
@@ -159,16 +158,16 @@ def main() -> int:
 
     print(cpu_line())
     pos = positions(args.positions, args.seed, args.cursor)
-    ours, ours_s = run_ours(args.model, pos, args.threads, args.cold_prompt_tokens, args.tabs, args.context_tokens)
+    ours, ours_s = run_ours(args.model, pos, args.threads, args.cold_prompt_tokens)
     e, s = score(ours, pos)
-    tabs = f", {args.tabs} other tabs, context {args.context_tokens} tok" if args.tabs else ""
-    line = (f"quality {args.model} ({len(pos)} stdlib positions, cursor {args.cursor}, seed {args.seed}, greedy, line{tabs}): "
+    line = (f"quality {args.model} ({len(pos)} stdlib positions, cursor {args.cursor}, seed {args.seed}, greedy, line): "
             f"ours{f' (cold window {args.cold_prompt_tokens})' if args.cold_prompt_tokens else ''} exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)")
+    print(line, flush=True)  # ours first: the anchor may take long
     meta = read_meta(models.resolve_model(args.model))
     kind = ("fim" if meta.has_fim else "plain") if args.anchor == "auto" else args.anchor
     if kind != "none":
         gguf = args.gguf or str(models.gguf_path(args.model))
-        anc, anc_s = run_anchor(gguf, pos, args.threads, meta if kind == "fim" else None)
+        anc, anc_s = run_anchor(gguf, pos, args.anchor_threads or args.threads, meta if kind == "fim" else None)
         ae, as_ = score(anc, pos)
         ratio = e / ae if ae else float("inf")
         line += f" | llama.cpp {kind} exact {ae:.1%} edit-sim {as_:.3f} ({anc_s:.0f} s) | exact ratio {ratio:.2f}x"
