@@ -1,6 +1,6 @@
 """Cross-file context: exact match and edit similarity of line completions without and with the other open tabs.
 
-    python bench/crossfile.py [--model smollm2-135m] [--positions 200] [--budgets 0,256,512] [--seed 0]
+    python bench/crossfile.py [--model smollm2-135m] [--positions 200] [--budgets 0,256,512] [--seed 0] [--dump F]
 
 The set, in the manner of CrossCodeEval (Ding et al., 2023), built from pure-Python packages installed here:
 - a file F of package P and a name n that F imports from another module M of P (`from .m import n`,
@@ -14,17 +14,20 @@ The set, in the manner of CrossCodeEval (Ding et al., 2023), built from pure-Pyt
 Every position is completed by runtime.complete.CompletionService (what the server runs: window, repo header,
 back-off + token healing, FIM for FIM models, post-processing; greedy, line mode, <= 64 new tokens, maxPromptTokens
 1024) once per budget, alternating: budget 0 is the file alone; any other is runtime.crossfile's snippets within
-min(budget, maxPromptTokens / 2) tokens, as the server sends them. Reported per budget: exact match of the rest of the
-line, edit similarity, mean prompt tokens, time per position, and how often M's definition of n was a snippet.
-Prints the CPU first and one summary line last.
+that many tokens (contextTokens), as the server sends them, on top of the file's window. Reported per budget: exact
+match of the rest of the line, edit similarity, mean prompt tokens, time per position, and how often M's definition of
+n was a snippet. Prints the CPU first and one summary line last; --dump writes one JSON line per position as it goes
+(target, answers, prompt tokens, snippets), to read the answers behind the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import io
+import json
 import random
 import sys
 import time
@@ -156,21 +159,55 @@ def positions(n: int, seed: int, packages: list[str], per_file: int, distractors
     return out
 
 
-def run(model: str, pos: list[Position], budgets: list[int], threads: int) -> dict[int, dict[str, float]]:
+STDLIB_TABS = ("collections", "typing", "pathlib", "ast", "inspect", "tokenize", "logging", "enum", "shutil",
+               "tempfile", "subprocess", "random", "threading", "email.message", "http.client", "urllib.parse")
+
+
+def neighbour_tabs(module: str, n: int) -> tuple[str, dict[str, str]]:
+    """For the latency benchmarks (bench/lsp_typing.py, bench/cold.py --tabs): (workspace-relative path of `module`,
+    up to `n` other files open beside it, path -> text). A module of a package here: the package's modules it imports
+    first (in import order), then the others in path order; any other module: standard-library modules that
+    bench/quality.py does not sample from, at `<name>.py`."""
+    top = module.split(".")[0]
+    files = package_files(top) if "." in module else {}
+    spec = importlib.util.find_spec(module)
+    origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    me = next((p for p in files if origin is not None and origin.as_posix().endswith("/" + p)), None)
+    if me is None:
+        tabs = {}
+        for name in STDLIB_TABS[:n]:
+            tspec = importlib.util.find_spec(name)
+            if tspec is not None and tspec.origin and tspec.origin.endswith(".py"):
+                tabs[name.replace(".", "/") + ".py"] = Path(tspec.origin).read_text(encoding="utf-8", errors="replace")
+        return module.replace(".", "/") + ".py", tabs
+    used = [m for f, _, _, m, _ in sorted(candidates(top, files)) if f == me]  # by the line of their first use
+    order = dict.fromkeys(used + sorted(p for p in files if p != me))
+    return me, {p: files[p] for p in list(order)[:n]}
+
+
+def context_options(context: str | None, tokens: int | None) -> dict:
+    """The server settings of --context on|off and --context-tokens N (none given: the server's defaults)."""
+    return {k: v for k, v in (("context", None if context is None else context == "on"), ("contextTokens", tokens))
+            if v is not None}
+
+
+def run(model: str, pos: list[Position], budgets: list[int], threads: int,
+        dump: io.TextIOBase | None = None) -> dict[int, dict[str, float]]:
     from runtime.complete import CompletionRequest, CompletionService
     from runtime.crossfile import ContextCollector
 
     svc = CompletionService.load(model, threads=threads, kv_slots=len(budgets))
     stats = {b: {"exact": 0.0, "sim": 0.0, "prompt": 0.0, "hit": 0.0, "s": 0.0} for b in budgets}
-    for p in pos:
+    for k, p in enumerate(pos):
         tabs = ContextCollector()
         for path, text in p.tabs.items():
             tabs.update(path, path, text)
         tabs.update(p.path, p.path, p.prefix + p.suffix)
         tabs.refresh()
+        runs: dict[int, dict] = {}
         for b in budgets:  # alternating: every budget at every position
             t0 = time.perf_counter()
-            ctx = tabs.snippets(p.path, p.prefix, min(b, MAX_PROMPT_TOKENS // 2), svc.count_tokens) if b else []
+            ctx = tabs.snippets(p.path, p.prefix, b, svc.count_tokens) if b else []
             req = CompletionRequest(prefix=p.prefix, suffix=p.suffix, doc_key=str(b), path=p.path,
                                     repo_name=p.package, mode="line", max_new_tokens=MAX_NEW_TOKENS,
                                     max_prompt_tokens=MAX_PROMPT_TOKENS, context=ctx)
@@ -181,8 +218,17 @@ def run(model: str, pos: list[Position], budgets: list[int], threads: int) -> di
             s["exact"] += res.text.rstrip() == p.target
             s["sim"] += edit_similarity(res.text.rstrip(), p.target)
             s["prompt"] += res.prompt_tokens
-            s["hit"] += any(c.path == p.def_path and c.kind == "definition" and c.start_line <= p.def_line <= c.end_line
-                            for c in ctx)
+            hit = any(c.path == p.def_path and c.kind == "definition" and c.start_line <= p.def_line <= c.end_line
+                      for c in res.context)
+            s["hit"] += hit
+            if dump is not None:
+                runs[b] = {"text": res.text.rstrip(), "exact": res.text.rstrip() == p.target,
+                           "sim": round(edit_similarity(res.text.rstrip(), p.target), 4), "prompt": res.prompt_tokens,
+                           "hit": hit, "snippets": [[c.path, c.start_line, c.end_line, c.kind] for c in res.context]}
+        if dump is not None:
+            dump.write(json.dumps({"i": k, "path": p.path, "def": [p.def_path, p.def_line], "target": p.target,
+                                   "line": p.prefix[p.prefix.rfind("\n") + 1 :], "runs": runs}) + "\n")
+            dump.flush()
     return {b: {k: v / max(len(pos), 1) for k, v in s.items()} for b, s in stats.items()}
 
 
@@ -196,6 +242,7 @@ def main() -> int:
     ap.add_argument("--distractors", type=int, default=2, help="open tabs besides F and M")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dump", help="write each position's target, answers and snippets here (JSON lines)")
     args = ap.parse_args()
 
     from bench.machine import cpu_line
@@ -205,7 +252,8 @@ def main() -> int:
     pos = positions(args.positions, args.seed, packages, args.per_file, args.distractors)
     budgets = [int(b) for b in args.budgets.split(",")]
     print(f"{len(pos)} positions from {', '.join(sorted({p.package for p in pos}))}")
-    stats = run(args.model, pos, budgets, args.threads)
+    with open(args.dump, "w", encoding="utf-8") if args.dump else contextlib.nullcontext() as f:
+        stats = run(args.model, pos, budgets, args.threads, f)
     parts = []
     for b, s in stats.items():
         what = "file alone" if b == 0 else f"context {b} tok"
@@ -214,7 +262,7 @@ def main() -> int:
               f"{s['s'] * 1e3:.0f} ms/position{hit}")
         parts.append(f"{what} exact {s['exact']:.1%} es {s['sim']:.3f} prompt {s['prompt']:.0f}")
     print(f"crossfile {args.model} ({len(pos)} positions, seed {args.seed}, {args.distractors} distractor tabs, "
-          f"greedy, line, maxPromptTokens {MAX_PROMPT_TOKENS}): " + " | ".join(parts))
+          f"greedy, line, maxPromptTokens {MAX_PROMPT_TOKENS}, {args.threads} threads): " + " | ".join(parts))
     return 0
 
 

@@ -7,10 +7,15 @@ they are counted apart (answered in time / cancelled) and never enter the latenc
 
     python bench/lsp_typing.py [--model smollm2-135m,qwen2.5-coder-0.5b] [--file textwrap] [--start-line 251]
                                [--chars 400] [--rounds 1] [--engines ours,anchor] [--anchor-via inprocess|server] [--json out.json]
+                               [--tabs 10] [--context on|off] [--context-tokens N]
 
 ours: the language server over stdio, driven as VS Code drives it: didOpen, the codeAction VS Code sends where the
 cursor lands, then per key a didChange, $/cancelRequest for the request still pending, and inlineCompletion after
-VS Code's 50 ms debounce. Latency = request written -> answer read (the harness stamps both).
+VS Code's 50 ms debounce. Latency = request written -> answer read (the harness stamps both). --tabs N opens N other
+files first, in the workspace folder file:///bench/ with the typed one (bench/crossfile.py's neighbour_tabs: for a
+module of a package, the package modules it imports, then its others; else standard-library modules), so the server's
+cross-file context (`context`, `contextTokens`: --context, --context-tokens; the server's defaults if not given)
+draws on them. The anchor gets no tabs.
 
 anchor: llama.cpp on the GGUF the bundle was converted from, driven as llama.vscode drives llama.cpp's server from
 the same key schedule: its provider waits while a request is in flight (polling every 150 ms, returning nothing if
@@ -58,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # the server too
 
+from bench.crossfile import context_options, neighbour_tabs  # noqa: E402
 from bench.machine import cpu_line  # noqa: E402
 from bench.quality import ANCHOR_PROMPT_TOKENS, MAX_NEW_TOKENS, anchor_fim_ids  # noqa: E402
 from lsp_server.cli_serve import Pending, StdioClient, server_command, wait_ready  # noqa: E402
@@ -215,17 +221,21 @@ class LspAsk:
 class LspEditor:
     """VS Code in front of our server: the LSP traffic of a typing session."""
 
-    uri = "file:///bench/typing.py"
-
-    def __init__(self, model: str, doc: TypingDoc, threads: int, stderr):
+    def __init__(self, model: str, doc: TypingDoc, threads: int, stderr, path: str = "typing.py",
+                 tabs: dict[str, str] | None = None, options: dict | None = None):
         self.doc = doc
+        self.uri = f"file:///bench/{path}"
         self.client = StdioClient(server_command() + ["--log-level", "warning"], stderr=stderr)
         self.version = 1
         c = self.client
-        c.request("initialize", {"processId": os.getpid(), "capabilities": {"textDocument": {"inlineCompletion": {}}},
-                                 "initializationOptions": {"waferline": {"model": model, "maxNewTokens": MAX_NEW_TOKENS,
-                                                                         "mode": "line", "threads": threads}}})
+        opts = {"model": model, "maxNewTokens": MAX_NEW_TOKENS, "mode": "line", "threads": threads, **(options or {})}
+        c.request("initialize", {"processId": os.getpid(), "rootUri": "file:///bench",
+                                 "capabilities": {"textDocument": {"inlineCompletion": {}}},
+                                 "initializationOptions": {"waferline": opts}})
         c.notify("initialized", {})
+        for tab, text in (tabs or {}).items():  # opened before the typed file, which keeps the focus
+            c.notify("textDocument/didOpen", {"textDocument": {"uri": f"file:///bench/{tab}", "languageId": "python",
+                                                               "version": 1, "text": text}})
         c.notify("textDocument/didOpen", {"textDocument": {"uri": self.uri, "languageId": "python", "version": 1,
                                                            "text": doc.text}})
         st = wait_ready(c, ANSWER_TIMEOUT_S)
@@ -496,9 +506,13 @@ def typing_span(text: str, start_line: int, chars: int) -> tuple[int, int]:
     return start, len(text) if end == -1 else end
 
 
-def ours_factory(bundle: str, threads: int, stderr):
+def ours_factory(bundle: str, threads: int, stderr, path: str = "typing.py", tabs: dict[str, str] | None = None,
+                 options: dict | None = None):
+    what = "waferline server over stdio" + (f", {len(tabs)} other tabs open" if tabs else "") + "".join(
+        f", {k} {v}" for k, v in (options or {}).items())
+
     def make(doc: TypingDoc):
-        return LspEditor(bundle, doc, threads, stderr), "waferline server over stdio"
+        return LspEditor(bundle, doc, threads, stderr, path, tabs, options), what
 
     return make
 
@@ -574,6 +588,9 @@ def main() -> int:
                     help="as llama.cpp server's --cache-reuse, which llama.vscode asks for (0: off; inprocess only)")
     ap.add_argument("--server-log", help="the servers' stderr (default: discarded)")
     ap.add_argument("--json", help="write every request of every run here")
+    ap.add_argument("--tabs", type=int, default=0, help="other files open beside the typed one (ours only)")
+    ap.add_argument("--context", choices=["on", "off"], help="the server's cross-file context (default: its default)")
+    ap.add_argument("--context-tokens", type=int, help="the server's contextTokens (default: its default)")
     args = ap.parse_args()
 
     from runtime import models
@@ -582,6 +599,10 @@ def main() -> int:
     print(cpu_line(), flush=True)
     rhythm = Rhythm(args.key_ms, args.word_ms, args.line_ms, args.debounce_ms, args.lead_ms)
     label, text = source_text(args.file)
+    if args.tabs and Path(args.file).suffix == ".py":
+        raise SystemExit("--tabs needs a module name for --file (its package's modules are the tabs)")
+    path, tabs = neighbour_tabs(args.file, args.tabs) if args.tabs else ("typing.py", {})
+    options = context_options(args.context, args.context_tokens)
     start, end = typing_span(text, args.start_line, args.chars)
     keys = keystrokes(text[start:end], start)
     pauses = {p: sum(k.pause == p for k in keys) for p in ("word", "line")}
@@ -602,7 +623,7 @@ def main() -> int:
             meta = read_meta(bundle)
         per_engine: dict[str, list[Run]] = {}
         try:
-            engines = [("ours", ours_factory(bundle, args.threads, stderr))] if "ours" in wanted else []
+            engines = [("ours", ours_factory(bundle, args.threads, stderr, path, tabs, options))] if "ours" in wanted else []
             if backend is not None:
                 engines.append(("anchor", anchor_factory(backend, meta)))
             for _ in range(args.rounds):

@@ -1,7 +1,7 @@
 """Line-completion quality: exact match of the rest of the line and edit similarity, on cursor positions taken from
 Python standard-library files, for our completion service and for plain llama.cpp completion with the same model.
 
-    python bench/quality.py [--model smollm2-135m] [--positions 300] [--seed 0] [--no-anchor]
+    python bench/quality.py [--model smollm2-135m] [--positions 300] [--seed 0] [--no-anchor] [--tabs 10]
 
 Each position: the cursor sits at a random point of a non-blank line; the rest of that line is the target and is
 removed from the document (as when typing at the end of a line), the following lines stay. Ours = the service the
@@ -14,7 +14,10 @@ has them, FIM for FIM models, post-processing), greedy, line mode, <= 64 new tok
   `<|fim_suffix|>` + the first 256 suffix tokens + `<|fim_middle|>` + the cursor line's text before the cursor
   (llama.vscode's `prompt` field, which the server puts after FIM_MID; "" when that text is only indentation, and
   then up to that many leading spaces are removed from the answer, as llama.vscode's completion.ts does).
-Prints the CPU and one summary line.
+--tabs N: N other files are open beside each (standard-library modules this set never samples from:
+bench/crossfile.py's neighbour_tabs), and ours gets runtime.crossfile's snippets of them within --context-tokens, as
+the server does with `context` on -- unrelated context must not cost the single-file set anything. Prints the CPU and
+one summary line.
 """
 
 from __future__ import annotations
@@ -74,16 +77,33 @@ def edit_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b).ratio()
 
 
-def run_ours(model: str, pos, threads: int, cold_prompt_tokens: int = 0) -> tuple[list[str], float]:
+def run_ours(model: str, pos, threads: int, cold_prompt_tokens: int = 0, tabs: int = 0,
+             context_tokens: int = 0) -> tuple[list[str], float]:
+    from bench.crossfile import neighbour_tabs
     from runtime.complete import CompletionRequest, CompletionService
+    from runtime.crossfile import ContextCollector
 
     svc = CompletionService.load(model, threads=threads)
+    others = ContextCollector()
+    for path, text in neighbour_tabs("textwrap", tabs)[1].items() if tabs else ():
+        others.update(path, path, text)
+
+    def context(mod: str, prefix: str, suffix: str) -> list:
+        if not (tabs and context_tokens):
+            return []
+        path = mod.replace(".", "/") + ".py"
+        others.update(path, path, prefix + suffix)
+        others.refresh()
+        got = others.snippets(path, prefix, context_tokens, svc.count_tokens)
+        others.close(path)  # the next position may be another module: this one is no tab of it
+        return got
+
     outs = []
     t0 = time.perf_counter()
     for i, (mod, prefix, suffix, _) in enumerate(pos):  # each position a file of its own: no state from the last
         req = CompletionRequest(prefix=prefix, suffix=suffix, doc_key=f"{mod}#{i}", path=mod.replace(".", "/") + ".py",
                                 repo_name="cpython", mode="line", max_new_tokens=MAX_NEW_TOKENS, max_prompt_tokens=1024,
-                                cold_prompt_tokens=cold_prompt_tokens)
+                                cold_prompt_tokens=cold_prompt_tokens, context=context(mod, prefix, suffix))
         outs.append(svc.complete(req).text)
     return outs, time.perf_counter() - t0
 
@@ -146,6 +166,8 @@ def main() -> int:
     ap.add_argument("--cold-prompt-tokens", type=int, default=0,
                     help="as the server's coldPromptTokens: > 0 measures the short window a file just opened gets first")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tabs", type=int, default=0, help="other files open beside each position's (ours only)")
+    ap.add_argument("--context-tokens", type=int, default=512, help="their context budget, as the server's contextTokens")
     ap.add_argument("--anchor-threads", type=int, help="llama.cpp's threads (default --threads); 1 on a busy machine, "
                     "where its spinning thread pool collapses: greedy answers do not depend on it")
     ap.add_argument("--anchor", choices=["auto", "plain", "fim", "none"], default="auto",
@@ -158,9 +180,10 @@ def main() -> int:
 
     print(cpu_line())
     pos = positions(args.positions, args.seed, args.cursor)
-    ours, ours_s = run_ours(args.model, pos, args.threads, args.cold_prompt_tokens)
+    ours, ours_s = run_ours(args.model, pos, args.threads, args.cold_prompt_tokens, args.tabs, args.context_tokens)
     e, s = score(ours, pos)
-    line = (f"quality {args.model} ({len(pos)} stdlib positions, cursor {args.cursor}, seed {args.seed}, greedy, line): "
+    tabs = f", {args.tabs} other tabs, context {args.context_tokens} tok" if args.tabs else ""
+    line = (f"quality {args.model} ({len(pos)} stdlib positions, cursor {args.cursor}, seed {args.seed}, greedy, line{tabs}): "
             f"ours{f' (cold window {args.cold_prompt_tokens})' if args.cold_prompt_tokens else ''} exact {e:.1%} edit-sim {s:.3f} ({ours_s:.0f} s)")
     print(line, flush=True)  # ours first: the anchor may take long
     meta = read_meta(models.resolve_model(args.model))

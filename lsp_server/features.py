@@ -113,6 +113,11 @@ def did_change(ls: WaferlineServer, params: types.DidChangeTextDocumentParams) -
         ls.prefill_at(params.text_document.uri)
 
 
+@feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+def did_change_workspace_folders(ls: WaferlineServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    ls.retrack_documents()  # pygls has changed its folders already: which open documents count changes with them
+
+
 @feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: WaferlineServer, params: types.DidCloseTextDocumentParams) -> None:
     if ls.last_focus == params.text_document.uri:

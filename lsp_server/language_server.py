@@ -267,9 +267,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
         )
         if s.context and s.context_tokens > 0:  # never waits for indexing: the last finished index is used
             svc = self.service
-            fields["context"] = self.collector.snippets(
-                uri, prefix, min(s.context_tokens, s.max_prompt_tokens // 2),
-                svc.count_tokens if svc is not None else None, path=rel)
+            fields["context"] = self.collector.snippets(  # on top of maxPromptTokens (runtime.complete.prompt)
+                uri, prefix, s.context_tokens, svc.count_tokens if svc is not None else None, path=rel)
             if self.collector.pending(skip=uri):
                 self.schedule_indexing(0.0, skip=uri)
         fields.update(overrides)
@@ -281,7 +280,6 @@ class WaferlineServer(RemoteLink, LanguageServer):
         if self.service is None or not (self.state == "ready" or failing_remote):
             return None  # a remote server that failed is still asked: its next answer is the recovery
         hardware = self.settings.hardware
-        self.last_context = [{"path": c.path, "lines": [c.start_line, c.end_line], "kind": c.kind} for c in req.context]
 
         def job(cancel: threading.Event):
             svc = self.service
@@ -310,6 +308,9 @@ class WaferlineServer(RemoteLink, LanguageServer):
             self.cancelled += 1
             return None
         res, wafer = out
+        if not res.cached and res.skipped is None:  # what the prompt held: a cold short window holds none
+            self.last_context = [{"path": c.path, "lines": [c.start_line, c.end_line], "kind": c.kind}
+                                 for c in res.context]
         if res.stop_reason == "cancelled":
             self.cancelled += 1
         elif res.cold:
@@ -359,6 +360,11 @@ class WaferlineServer(RemoteLink, LanguageServer):
             return
         self.collector.update(uri, rel or uri.rsplit("/", 1)[-1], text, edits)
         self.schedule_indexing(INDEX_DELAY_S if edits else 0.0)
+
+    def retrack_documents(self) -> None:
+        """The workspace folders changed: every open document again, now inside (with its new relative path) or out."""
+        for uri in list(self.workspace.text_documents) if self.protocol._workspace else []:
+            self.track_document(uri)
 
     def schedule_indexing(self, delay_s: float, skip: str | None = None) -> None:
         """Index the changed documents on the context thread after `delay_s` (a newer call replaces one still

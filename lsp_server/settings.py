@@ -45,9 +45,11 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     kv_slots: Annotated[int, msgspec.Meta(ge=1, le=16)] = 4  # documents whose prompt K/V stay cached (LRU)
     prefill_on_open: bool = True  # prefill a file's prompt in the background when it is opened or focused
     # put snippets of the other open files before the current one (runtime.crossfile). Off by default: measured on
-    # bench/crossfile.py (2026-11-30) it did not help yet -- SmolLM2 11.7% -> 11.7%, Qwen2.5-Coder 32.5% -> 25.0%
+    # bench/crossfile.py (2026-12-06, the context on top of the window) it does not change exact match -- SmolLM2
+    # 14.5% -> 14.5% over 200 cross-file lines, Qwen2.5-Coder 23.7% -> 25.4% over 114 (the definition in the prompt 94%)
     context: bool = False
-    # their budget in prompt tokens, taken from maxPromptTokens (at most half of it); 512 until measured otherwise
+    # their budget in prompt tokens, on top of maxPromptTokens while maxContext has room (else at most half of the
+    # prompt); 512: the budget measured, nothing measured speaks for another
     context_tokens: Annotated[int, msgspec.Meta(ge=0, le=8192)] = 512
     # where suggestions come from: the local ONNX decoder, or a remote server (runtime.remote) at `endpoint`
     backend: Literal["local", "llamacpp", "openai", "openai-raw"] = "local"

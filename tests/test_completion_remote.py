@@ -141,3 +141,20 @@ def test_the_prompt_keeps_to_a_character_budget_and_its_window_start_stays_while
     assert start > 0 and prefix[start - 1] == "\n"
     assert all(len(p.prefix) <= 256 * CHARS_PER_TOKEN for p in b.sent)
     assert all(len(p.suffix) == 32 * CHARS_PER_TOKEN for p in b.sent)
+
+
+def test_the_context_comes_on_top_of_the_window_and_the_result_names_it():
+    from runtime.crossfile import Snippet
+
+    doc = "".join(f"value_{i} = compute({i})\n" for i in range(400))
+    snippet = Snippet(path="pkg/a.py", text="def compute(i):\n    ..." * 20, start_line=1, end_line=40)
+    for max_context, narrower in ((4096, False), (512 + 64 + 256 + 16, True)):
+        b = ScriptedBackend(["x = 1\n"], ["x = 1\n"])
+        svc = RemoteCompletionService(b, max_context=max_context)  # type: ignore[arg-type]
+        svc.probe()
+        alone = svc.parts_for(CompletionRequest(prefix=doc, doc_key="a", max_prompt_tokens=512))
+        res = svc.complete(CompletionRequest(prefix=doc + "y = ", doc_key="b", max_prompt_tokens=512,
+                                             context=[snippet]))
+        assert b.sent[-1].extra == [("pkg/a.py", snippet.text)] and res.context == [snippet]
+        # room in the server's context: the window is what it is alone; none: the context takes up to half of it
+        assert (len(b.sent[-1].prefix) < len(alone.prefix)) == narrower

@@ -95,6 +95,17 @@ def test_absolute_imports_reexports_and_a_file_that_does_not_parse():
     assert "class Box:\n    size = 3\n    def put(self, x):" in texts
 
 
+def test_names_and_module_attributes_used_nearest_the_cursor_come_first():
+    from runtime.crossfile_py import Modules, imported_definitions
+
+    mods = Modules(build_index(p, t) for p, t in {"pkg/shapes.py": SHAPES, "pkg/util.py": UTIL}.items())
+    head = "from .shapes import Circle, scale, UNIT\nimport pkg.util as u\n\n"
+    got = imported_definitions("pkg/main.py", head + "u.other()\nscale(c)\nx = obj.u.helper + Circle\n", None, "", mods)
+    names = [d.text.split("(")[0].split(":")[0].split(" = ")[0].split()[-1] for _, d in got]
+    # nearest use first: Circle, scale, then u.other; `obj.u.helper` is an attribute of obj, not of the module u
+    assert names[:3] == ["Circle", "scale", "other"] and "helper" not in names and names[3:] == ["UNIT"]
+
+
 def test_the_name_being_typed_comes_first():
     c = collector({"pkg/shapes.py": SHAPES, "pkg/main.py": MAIN})
     snips = c.snippets(uri("pkg/main.py"), "from .shapes import Circle, scale\n\nx = sca", 40, words)
@@ -249,13 +260,29 @@ def test_comment_layout_without_repo_tokens(tokenizer):  # noqa: F811
     assert tokenizer.decode(ts.ids).startswith("// path: pkg/a.py\n// ALPHA = 1\nlet x")
 
 
-def test_context_counts_against_the_prompt_budget(tokenizer):  # noqa: F811
+def test_context_comes_on_top_of_the_window_while_the_model_has_room(tokenizer):  # noqa: F811
     svc, _ = service(tokenizer, header=True)
+    m = svc.meta
     doc = "".join(f"value_{i} = compute({i})\n" for i in range(300))
     big = [Snippet(path=f"m{i}.py", text=doc[: 100 * (i + 1)], start_line=1, end_line=9, rank=i) for i in range(4)]
+    alone = svc.prompts.plan(CompletionRequest(prefix=doc, path="f.py", repo_name="r", max_prompt_tokens=512), 4096)
     req = CompletionRequest(prefix=doc, path="f.py", repo_name="r", max_prompt_tokens=512, context=big)
-    plan = svc.plan_prompt(req)
-    assert len(plan.ids) <= 512
-    files = tokenizer.decode(plan.ids)  # the context takes at most half the budget: ranks 2 and 3 are dropped
+    roomy = svc.prompts.plan(req, 4096)  # room for all of it: the current file's window is the one it has alone
+    assert roomy.ids.count(m.file_sep_id) == 5 and len(roomy.ids) > 512
+    last = len(roomy.ids) - roomy.ids[::-1].index(m.file_sep_id) - 1  # the current file's <file_sep>
+    assert roomy.ids[last:] == alone.ids[alone.ids.index(m.file_sep_id) :]
+    assert roomy.window_start == alone.window_start
+    tight = svc.prompts.plan(req, 512 + 64 + 8)  # no room beyond maxPromptTokens: at most half of the prompt
+    assert len(tight.ids) <= 512
+    files = tokenizer.decode(tight.ids)  # ranks 2 and 3 are dropped, 0 and 1 keep their place
     assert "m0.py" in files and "m1.py" in files and "m2.py" not in files and "m3.py" not in files
-    assert plan.ids.count(svc.meta.file_sep_id) == 3
+    assert tight.ids.count(m.file_sep_id) == 3 and tight.window_start > alone.window_start
+
+
+def test_the_cold_short_window_leaves_the_context_out(tokenizer):  # noqa: F811
+    svc, _ = service(tokenizer, header=True)
+    req = CompletionRequest(prefix="import os\nx = 1\n" * 40, path="f.py", repo_name="r", cold_prompt_tokens=64,
+                            context=CTX)
+    plan, cold = svc.plan_for_cache(req)
+    assert cold and "pkg/a.py" not in tokenizer.decode(plan.ids)
+    assert "pkg/a.py" in tokenizer.decode(svc.plan_prompt(req).ids)  # the full prompt, prefilled after it, has it

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import msgspec
 
 from runtime.complete.request import CompletionRequest
-from runtime.crossfile import as_comments, by_path
+from runtime.crossfile import Snippet, as_comments, by_path
 from runtime.header import header_path, header_repo
 
 MIDDLE_MAX_TOKENS = 96  # FIM: lines typed since the middle started stay after <|fim_middle|> up to this many tokens
@@ -118,6 +118,7 @@ class PromptPlan(msgspec.Struct, kw_only=True):
     lookup_ids: list[int] = []  # tokens prompt-lookup speculation may copy from (prompt + suffix)
     fim: bool = False
     window_start: int = 0
+    context: list[Snippet] = []  # the snippets of req.context the prompt holds (some may not fit)
 
 
 
@@ -171,9 +172,13 @@ class PromptPlanner:
         `remember`: keep the window start for the document's next request (not for a one-off short window)."""
         m = self.meta
         bos = [m.bos_id] if getattr(m, "add_bos", False) and m.bos_id is not None else []
-        head = bos + self._context_ids(req, max_context)
         suffix_room = req.max_suffix_tokens + 3 if m.has_fim else 0
-        budget = max(16, min(req.max_prompt_tokens, max_context - req.max_new_tokens - suffix_room - 8) - len(head))
+        room = max_context - req.max_new_tokens - suffix_room - 8  # the whole prompt's, in the model's context
+        header = self._header_ids(req)
+        context, head = self._context_ids(req, header, room)
+        head = bos + head
+        # the context comes on top of maxPromptTokens while the model has room for it: it never shrinks the window
+        budget = max(16, min(req.max_prompt_tokens - len(bos) - len(header), room - len(head)))
         start = self._window_start(req, budget, remember)
         if m.has_fim:
             cut = self._middle_start(req, start, remember)
@@ -183,7 +188,7 @@ class PromptPlanner:
             suffix_ids = self.encode(req.suffix[: req.max_suffix_tokens * _SCAN_CHARS_PER_TOKEN])[: req.max_suffix_tokens]
             ids = (head + [m.fim_prefix_id] + self.encode(req.prefix[start:cut]) + [m.fim_suffix_id] + suffix_ids
                    + [m.fim_middle_id] + body)
-            return PromptPlan(ids=ids, backoff=backoff, fim=True, lookup_ids=ids, window_start=start)
+            return PromptPlan(ids=ids, backoff=backoff, fim=True, lookup_ids=ids, window_start=start, context=context)
         window = req.prefix[start:]
         text, backoff = split_backoff(window)
         body = self.encode(text)
@@ -193,7 +198,7 @@ class PromptPlanner:
         body, backoff = self._heal_last_token(body, text, backoff)
         ids = head + body
         suffix_ids = self.encode(req.suffix[: req.max_suffix_tokens * _SCAN_CHARS_PER_TOKEN])[: req.max_suffix_tokens]
-        return PromptPlan(ids=ids, backoff=backoff, lookup_ids=ids + suffix_ids, window_start=start)
+        return PromptPlan(ids=ids, backoff=backoff, lookup_ids=ids + suffix_ids, window_start=start, context=context)
 
     def forget(self, doc_key: str) -> None:
         self._window_starts.pop(doc_key, None)
@@ -221,14 +226,18 @@ class PromptPlanner:
             _remember(self._middle_starts, req.doc_key, cut)
         return cut
 
-    def _context_ids(self, req: CompletionRequest, max_context: int) -> list[int]:
+    def _context_ids(self, req: CompletionRequest, header: list[int], room: int) -> tuple[list[Snippet], list[int]]:
         """The header with `req.context` before the current file, as each model was trained: repo-level tokens
         `<|repo_name|>NAME<|file_sep|>path\\ntext\\n`... then the current file's `<|file_sep|>path\\n`; without them
-        the snippets as comments (`# path: x.py`, each line commented) above the window. At most half the prompt
-        budget: snippets of the highest rank (least wanted) are dropped first, the others keep their place."""
-        header, m = self._header_ids(req), self.meta
+        the snippets as comments (`# path: x.py`, each line commented) above the window. The context is not counted
+        in maxPromptTokens: it takes the model's room left after a full window (`room`: what the whole prompt may
+        hold), and at least half of the prompt when there is less (the window shrinks then). Over that, snippets of
+        the highest rank (least wanted) are dropped first; the others keep their place. Returns (the snippets placed,
+        the ids)."""
+        m = self.meta
         snippets = list(req.context)
-        limit = min(req.max_prompt_tokens, max_context - req.max_new_tokens) // 2
+        window = min(req.max_prompt_tokens, room)
+        limit = max(room - window, window // 2)
         while snippets:
             if not header:
                 ids = self.encode(as_comments(snippets, req.path))
@@ -238,9 +247,9 @@ class PromptPlanner:
                     ids += [m.file_sep_id] + self.encode(f"{path}\n{text}\n")
             if len(ids) <= limit:
                 at = header.index(m.file_sep_id) if header else 0
-                return header[:at] + ids + header[at:]
+                return snippets, header[:at] + ids + header[at:]
             snippets.remove(max(snippets, key=lambda s: s.rank))
-        return header
+        return [], header
 
     def _header_ids(self, req: CompletionRequest) -> list[int]:
         """Repo-level header `<|repo_name|>NAME\\n<|file_sep|>PATH\\n` (Qwen2.5-Coder's training layout, also what

@@ -78,8 +78,11 @@ class RemoteCompletionService(CompletionFlow):
 
     def parts_for(self, req: CompletionRequest) -> PromptParts:
         """The prompt parts within `req`'s budgets, in characters: the prefix window (whose start moves in jumps, see
-        runtime.complete.prompt.choose_window_start), the head of the suffix, the other files' snippets."""
-        budget = max(16, req.max_prompt_tokens - sum(self.count_tokens(s.text) for s in req.context))
+        runtime.complete.prompt.choose_window_start), the head of the suffix, the other files' snippets -- on top of
+        the window while `max_context` has room for them, as the local prompt has them."""
+        room = self.max_context - req.max_new_tokens - req.max_suffix_tokens - 16
+        extra = sum(self.count_tokens(f"{s.path}\n{s.text}") for s in req.context)
+        budget = max(16, min(req.max_prompt_tokens, max(room - extra, min(req.max_prompt_tokens, room) // 2)))
         start = self._window_start(req, budget)
         return PromptParts(prefix=req.prefix[start:], suffix=req.suffix[: req.max_suffix_tokens * CHARS_PER_TOKEN],
                            path=req.path, repo=req.repo_name, extra=[(s.path, s.text) for s in req.context])
@@ -146,4 +149,5 @@ class RemoteCompletionService(CompletionFlow):
             decode_ms=decode_s * 1e3,
             cpu_tokens_per_s=(n_pieces - 1) / decode_s if n_pieces > 1 and decode_s > 0 else 0.0,
             backend=self.backend,
+            context=req.context,
         )

@@ -49,3 +49,4 @@ class CompletionResult(msgspec.Struct, kw_only=True):
     accepted: int = 0
     cold: bool = False  # answered from a short cold-start window: the caller should warm the full one
     backend: str = "local"  # who wrote the text: "local" (the ONNX decoder) or a remote dialect (openai-raw, ...)
+    context: list[Snippet] = []  # the other files' snippets the prompt held (empty: cached, skipped, or none fit)

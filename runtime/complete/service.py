@@ -112,9 +112,9 @@ class CompletionService(CompletionFlow):
         gen = generate(self.decoder, plan.ids, opts, cancel=stop, on_text=on_text, lookup_ids=plan.lookup_ids)
         if plan.backoff and not gen.forced_ids:  # cancelled while healing, or no tokens spell the backed-off text
             reason = "cancelled" if gen.stop_reason == "cancelled" else "stop"
-            return self._nothing("", reason, t0, len(plan.ids), reused)
+            return self._nothing("", reason, t0, len(plan.ids), reused, context=plan.context)
         if req.mode == "line" and "\n" in gen.forced_text:  # the healed token ends the line: nothing left to write
-            return self._nothing(gen.forced_text, "stop", t0, len(plan.ids), reused, len(gen.forced_ids))
+            return self._nothing(gen.forced_text, "stop", t0, len(plan.ids), reused, len(gen.forced_ids), plan.context)
         new_ids = gen.forced_ids + gen.token_ids
         full = self.decode(new_ids)
         raw = full[len(plan.backoff) :] if full.startswith(plan.backoff) else ""
@@ -135,11 +135,12 @@ class CompletionService(CompletionFlow):
             drafted=gen.drafted,
             accepted=gen.accepted,
             cold=cold,
+            context=plan.context,
         )
 
     @staticmethod
     def _nothing(raw: str, reason: str, t0: float, prompt_tokens: int, reused: int,
-                 new_tokens: int = 0) -> CompletionResult:
+                 new_tokens: int = 0, context: list | None = None) -> CompletionResult:
         """An empty suggestion after the prompt was evaluated (no decode timings)."""
         return CompletionResult(
             text="",
@@ -149,6 +150,7 @@ class CompletionService(CompletionFlow):
             reused_tokens=min(reused, prompt_tokens),
             new_tokens=new_tokens,
             cpu_ms=(time.perf_counter() - t0) * 1e3,
+            context=context or [],
         )
 
     # -- prompt plans and KV slots -------------------------------------------------------------------------------
@@ -163,7 +165,8 @@ class CompletionService(CompletionFlow):
 
     def _cold_plan(self, req: CompletionRequest, full: PromptPlan) -> PromptPlan | None:
         """Makes the document's slot current; when more than `req.cold_prompt_tokens` of `full` are not in it, the
-        short-window plan (3/4 of that budget before the cursor, 1/4 after) with the document's cold slot current.
+        short-window plan (3/4 of that budget before the cursor, 1/4 after, no cross-file context: it would cost
+        the cold start its latency) with the document's cold slot current.
         The short window has a slot of its own, so prefilling the full window in the background never evicts it,
         and it is not remembered as the window start."""
         self._use_slot(req.doc_key)
@@ -171,7 +174,8 @@ class CompletionService(CompletionFlow):
         if req.cold_prompt_tokens <= 0 or len(full.ids) - cached <= req.cold_prompt_tokens:
             return None
         short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
-                                        max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4))
+                                        max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4),
+                                        context=[])  # other files' snippets wait for the full prompt
         self._use_slot(req.doc_key + COLD_SLOT)
         return self.plan_prompt(short, remember=False)
 

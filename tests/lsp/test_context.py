@@ -54,3 +54,61 @@ def test_definition_from_another_open_document_is_in_the_prompt(tiny_bundle, tmp
         assert with_context["prompt_tokens"] > alone["prompt_tokens"] + 20
     finally:
         c.close()
+
+
+def test_without_workspace_folders_every_open_document_counts(tiny_bundle, tmp_path):
+    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True})
+    try:
+        assert wait_state(c, {"ready"})["state"] == "ready"
+        open_doc(c, "file:///elsewhere/pkg/shapes.py", SHAPES)
+        main = "file:///w/pkg/main.py"
+        open_doc(c, main, MAIN)
+        assert wait_indexed(c, 2)["documents"] == 2
+        assert "error" not in inline(c, main, *end_of(MAIN))
+        assert {"path": "shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+    finally:
+        c.close()
+
+
+def test_status_lists_what_the_prompt_held_and_a_cold_answer_holds_none(tiny_bundle, tmp_path):
+    # a cold request (more uncached prompt than coldPromptTokens) answers from a short window without the context
+    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 16, "context": True},
+              root="file:///w")
+    try:
+        assert wait_state(c, {"ready"})["state"] == "ready"
+        open_doc(c, "file:///w/pkg/shapes.py", SHAPES)
+        main = "file:///w/pkg/main.py"
+        open_doc(c, main, MAIN)
+        assert wait_indexed(c, 2)["documents"] == 2
+        assert "error" not in inline(c, main, *end_of(MAIN))
+        assert status(c)["context"]["snippets"] == []
+        c.notify("workspace/didChangeConfiguration", {"settings": {"waferline": {
+            "model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True}}})
+        text = MAIN + "a"
+        c.notify("textDocument/didChange", {"textDocument": {"uri": main, "version": 2},
+                                            "contentChanges": [{"text": text}]})
+        deadline = time.monotonic() + T
+        while status(c)["settings"]["coldPromptTokens"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "error" not in inline(c, main, *end_of(text))
+        assert {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+    finally:
+        c.close()
+
+
+def test_a_workspace_folder_added_later_brings_its_open_documents_in(tiny_bundle, tmp_path):
+    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True},
+              root="file:///w")
+    try:
+        assert wait_state(c, {"ready"})["state"] == "ready"
+        main = "file:///elsewhere/pkg/main.py"
+        open_doc(c, "file:///elsewhere/pkg/shapes.py", SHAPES)
+        open_doc(c, main, MAIN)
+        assert wait_indexed(c, 0)["documents"] == 0  # outside the workspace folder
+        c.notify("workspace/didChangeWorkspaceFolders", {"event": {
+            "added": [{"uri": "file:///elsewhere", "name": "elsewhere"}], "removed": []}})
+        assert wait_indexed(c, 2)["documents"] == 2
+        assert "error" not in inline(c, main, *end_of(MAIN))
+        assert {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+    finally:
+        c.close()
