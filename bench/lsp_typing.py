@@ -217,14 +217,16 @@ class LspEditor:
 
     uri = "file:///bench/typing.py"
 
-    def __init__(self, model: str, doc: TypingDoc, threads: int, stderr):
+    def __init__(self, model: str, doc: TypingDoc, threads: int, stderr, options: dict | None = None):
+        """`options`: more initializationOptions (bench/remote.py: a remote backend's settings)."""
         self.doc = doc
         self.client = StdioClient(server_command() + ["--log-level", "warning"], stderr=stderr)
         self.version = 1
         c = self.client
         c.request("initialize", {"processId": os.getpid(), "capabilities": {"textDocument": {"inlineCompletion": {}}},
                                  "initializationOptions": {"waferline": {"model": model, "maxNewTokens": MAX_NEW_TOKENS,
-                                                                         "mode": "line", "threads": threads}}})
+                                                                         "mode": "line", "threads": threads,
+                                                                         **(options or {})}}})
         c.notify("initialized", {})
         c.notify("textDocument/didOpen", {"textDocument": {"uri": self.uri, "languageId": "python", "version": 1,
                                                            "text": doc.text}})
