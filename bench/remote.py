@@ -113,7 +113,11 @@ class Conn:
 
     @property
     def is_completion(self) -> bool:
-        return self.request_line.startswith("POST ") and "/completions" in self.request_line
+        """A whole completion request (a client cancelled between headers and body sends no body: not one)."""
+        head, _, body = bytes(self.up).partition(b"\r\n\r\n")
+        size = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        return (self.request_line.startswith("POST ") and "/completions" in self.request_line
+                and size is not None and len(body) >= int(size.group(1)) > 0)
 
     @property
     def body(self) -> dict:
@@ -306,8 +310,8 @@ class WarmVscodeEditor(LlamaVscodeEditor):
         self.cold_ms = (time.perf_counter() - t0) * 1e3
 
 
-def remote_options(url: str) -> dict:
-    return {"backend": "openai-raw", "endpoint": url, "fimTemplate": FIM_TEMPLATE}
+def remote_options(url: str, timeout_ms: int) -> dict:
+    return {"backend": "openai-raw", "endpoint": url, "fimTemplate": FIM_TEMPLATE, "remoteTimeoutMs": timeout_ms}
 
 
 # ------------------------------------------------------------------------------------------------ measures
@@ -381,7 +385,8 @@ class Bench:
         a = self.args
         pos = positions(a.positions, a.seed, a.cursor)
         extra = {"maxPromptTokens": a.max_prompt_tokens, "coldPromptTokens": 0, "prefillOnOpen": False}
-        local, remote = self.editor(None, extra), self.editor(remote_options(self.proxies["ours"].url), extra)
+        local = self.editor(None, extra)
+        remote = self.editor(remote_options(self.proxies["ours"].url, a.remote_timeout_ms), extra)
         out = {k: {"text": [], "ms": []} for k in ("local", "remote", "direct", "suffix")}
         bytes_up, tokens = [], []
         try:
@@ -462,7 +467,8 @@ class Bench:
             return ed, "waferline server, local decoder"
 
         def make_remote(doc):
-            ed = RecordingEditor(self.bundle, doc, a.threads, self.stderr, remote_options(self.proxies["ours"].url))
+            ed = RecordingEditor(self.bundle, doc, a.threads, self.stderr,
+                                 remote_options(self.proxies["ours"].url, a.remote_timeout_ms))
             recorded.append(ed)
             return ed, f"waferline server, openai-raw ({FIM_TEMPLATE}) via the proxy"
 
@@ -569,6 +575,9 @@ def main() -> int:
     ap.add_argument("--chars", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--remote-timeout-ms", type=int, default=120000,
+                    help="our server's remoteTimeoutMs (default 10000 in the settings: a cold prompt on a busy CPU "
+                         "server is silent longer, and the request would end empty instead of being measured)")
     ap.add_argument("--server-log", help="keep the llama.cpp server's log here (and our servers' stderr in .lsp)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
@@ -597,7 +606,7 @@ def main() -> int:
     follower = LogFollower(log)
     vocab = Llama(model_path=gguf, vocab_only=True, verbose=False)
     print(f"remote {args.model}: llama-cpp-python server on {Path(gguf).name}, --n_threads {args.threads}; our "
-          f"servers --threads {args.threads}; greedy, line mode, <= {MAX_NEW_TOKENS} new tokens", flush=True)
+          f"servers --threads {args.threads}, remoteTimeoutMs {args.remote_timeout_ms}; greedy, line mode, <= {MAX_NEW_TOKENS} new tokens", flush=True)
     bench = Bench(args, bundle, gguf, vocab, server, follower)
     results: dict = {"machine": machine, "model": args.model}
     summary_bits = []
