@@ -30,9 +30,10 @@ Anchors, the same server, in the same script, alternating with `remote`:
 
 Parts:
   positions  bench/quality.py's held-out-style positions (stdlib files, the rest of the line removed), one document
-             each, through local and remote, then the direct replay of remote's request; before each remote and
-             direct request a one-token request with an unrelated prompt empties the server's prompt cache, so
-             both are cold and do the same work. Exact match of the rest of the line (quality.score).
+             each: remote, then the direct replay of remote's request, alternating; then local in a pass of its own
+             (see run_positions). Before each remote and direct request a one-token request with an unrelated
+             prompt empties the server's prompt cache, so both are cold and do the same work. Exact match of the
+             rest of the line (quality.score).
   typing     bench/lsp_typing's key schedule (its pause requests timed to their answer; none dropped, storm
              requests counted apart) per round: local, remote, direct, llama.vscode. Each session first asks once
              where the cursor lands and waits (not counted; printed as the cold figure), so the typing figures are
@@ -382,19 +383,18 @@ class Bench:
         return (out if isinstance(out, str) else out.get("value", "")), p.ms, p
 
     def run_positions(self) -> dict:
+        """Two passes: remote and its direct replay alternating (no local server alive: after an answer its ONNX
+        Runtime threads keep the cores busy for a while, which slows the llama.cpp server's next seconds many times
+        over), then local alone (the llama.cpp server idle)."""
         a = self.args
         pos = positions(a.positions, a.seed, a.cursor)
         extra = {"maxPromptTokens": a.max_prompt_tokens, "coldPromptTokens": 0, "prefillOnOpen": False}
-        local = self.editor(None, extra)
-        remote = self.editor(remote_options(self.proxies["ours"].url, a.remote_timeout_ms), extra)
         out = {k: {"text": [], "ms": []} for k in ("local", "remote", "direct", "suffix")}
         bytes_up, tokens = [], []
+        t_start = time.perf_counter()
+        remote = self.editor(remote_options(self.proxies["ours"].url, a.remote_timeout_ms), extra)
         try:
-            t_start = time.perf_counter()
             for i, (mod, prefix, suffix, _) in enumerate(pos):
-                text, ms, _ = self.ask_position(local, i, prefix, suffix)
-                out["local"]["text"].append(text.split("\n")[0])
-                out["local"]["ms"].append(ms)
                 flush(self.server.port)
                 t0 = time.perf_counter()
                 text, ms, p = self.ask_position(remote, i, prefix, suffix)
@@ -418,11 +418,18 @@ class Bench:
                     ms, text = post(self.proxies["direct"].port, sbody, until_newline=True)
                     out["suffix"]["text"].append(text.split("\n")[0])
                     out["suffix"]["ms"].append(ms)
-                print(f"  position {i + 1}/{len(pos)} {mod}: local {out['local']['ms'][-1]:.0f} ms, remote "
-                      f"{out['remote']['ms'][-1]:.0f} ms, direct {out['direct']['ms'][-1]:.0f} ms", flush=True)
+                print(f"  position {i + 1}/{len(pos)} {mod}: remote {out['remote']['ms'][-1]:.0f} ms, direct "
+                      f"{out['direct']['ms'][-1]:.0f} ms", flush=True)
+        finally:
+            remote.close()
+        local = self.editor(None, extra)
+        try:
+            for i, (mod, prefix, suffix, _) in enumerate(pos):
+                text, ms, _ = self.ask_position(local, i, prefix, suffix)
+                out["local"]["text"].append(text.split("\n")[0])
+                out["local"]["ms"].append(ms)
         finally:
             local.close()
-            remote.close()
         res = {"n": len(pos), "seconds": time.perf_counter() - t_start, "bytes_up_mean": float(np.mean(bytes_up)),
                "prompt_tokens_mean": float(np.mean(tokens))}
         for k, v in out.items():
