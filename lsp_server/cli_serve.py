@@ -84,6 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def add_complete_parser(subparsers) -> argparse.ArgumentParser:
     from runtime.checks import float_arg, int_arg
+    from runtime.remote.cli_options import add_remote_options
 
     def location(text: str) -> str:
         """FILE:LINE:COL checked as it is parsed (parse_location's SystemExit would skip argparse's one-line error)."""
@@ -103,12 +104,7 @@ def add_complete_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float_arg(0.0, 86400.0, lo_open=True), default=300.0,
                    help="seconds to wait for the model to load")
     p.add_argument("--server-log", help="the server's log file (default: its stderr is shown)")
-    remote = p.add_argument_group("remote backend (the settings of the same names; README: Remote backends)")
-    remote.add_argument("--backend", choices=["local", "llamacpp", "openai", "openai-raw"])
-    remote.add_argument("--endpoint", metavar="URL", help="http://127.0.0.1:8080 (llama.cpp) or http://HOST:8000/v1")
-    remote.add_argument("--remote-model", metavar="NAME", help="the model name the server expects")
-    remote.add_argument("--fim-template", metavar="NAME", help="openai-raw: the FIM template (default: from the model)")
-    remote.add_argument("--api-key-env", metavar="VAR", help="the environment variable that holds the API key")
+    add_remote_options(p)
     return p
 
 
@@ -400,6 +396,7 @@ COMPLETE_FILE_LIMIT = 8 << 20  # bytes of source sent to the server in one didOp
 def run_complete(args: argparse.Namespace) -> int:
     from lsp_server.positions import units_len
     from runtime.checks import read_text_file
+    from runtime.remote.cli_options import remote_settings
 
     path, line1, col1 = parse_location(args.location)
     try:  # all before the server starts (a failure past that would leave it running); one line for either entry
@@ -424,10 +421,7 @@ def run_complete(args: argparse.Namespace) -> int:
         options["mode"] = args.mode
     if args.max_new_tokens:
         options["maxNewTokens"] = args.max_new_tokens
-    for flag, setting in (("backend", "backend"), ("endpoint", "endpoint"), ("remote_model", "remoteModel"),
-                          ("fim_template", "fimTemplate"), ("api_key_env", "apiKeyEnv")):
-        if getattr(args, flag, None):
-            options[setting] = getattr(args, flag)
+    options.update(remote_settings(args))
     stderr = open(args.server_log, "w") if args.server_log else None
     t_start = time.perf_counter()
     client = StdioClient(server_command(), args.log, stderr=stderr)

@@ -11,6 +11,7 @@ import msgspec
 from . import models
 from .checks import float_arg, int_arg, read_text_file, utf8_arg
 from .errors import WaferlineError
+from .remote.cli_options import add_remote_options, is_remote
 
 MAX_THREADS = 256  # far past any CPU we run on; ONNX Runtime crashes creating 100000 threads
 MAX_NEW_TOKENS = 16384  # the decoder's context is capped there (runtime/engine.py)
@@ -38,7 +39,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qtype", default="Q4_1")
     p.add_argument("--seed", type=int, default=0)
 
-    gen = sub.add_parser("generate", help="complete a prompt with the local model and print speed")
+    gen = sub.add_parser("generate", help="complete a prompt with the local model (or a remote server) and print speed")
     src = gen.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", type=utf8_arg, help="prompt text")
     src.add_argument("--file", type=Path, help="read the prompt from a file")
@@ -52,6 +53,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--no-speculate", action="store_true", help="plain decoding, no prompt-lookup drafts")
     gen.add_argument("--threads", type=int_arg(1, MAX_THREADS), default=2)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    add_remote_options(gen).description = ("the prompt goes to the server as the text before the cursor (nothing after "
+                                           "it); --model, --top-p, --seed, --no-speculate and --threads are local only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +121,10 @@ def _generate(args) -> int:
     from .engine import Decoder, GenerateOptions, generate
 
     prompt = args.prompt if args.prompt is not None else read_text_file(args.file, "prompt file", MAX_PROMPT_FILE)
+    if is_remote(args):
+        from .remote.generate import generate_remote
+
+        return generate_remote(args, prompt)
     bundle = load_bundle(models.resolve_model(args.model))
     ids = bundle.tokenizer.encode(prompt, add_special_tokens=False).ids
     if bundle.meta.add_bos and bundle.meta.bos_id is not None:

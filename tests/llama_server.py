@@ -38,8 +38,8 @@ def cannot_run() -> str | None:
 
 
 class RealServer:
-    def __init__(self, gguf: Path, log: Path, port: int):
-        self.gguf, self.log_path, self.port = gguf, log, port
+    def __init__(self, gguf: Path, log: Path, port: int, threads: int = 1, n_ctx: int = 2048):
+        self.gguf, self.log_path, self.port, self.threads, self.n_ctx = gguf, log, port, threads, n_ctx
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -54,7 +54,8 @@ class RealServer:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "1"],
+                 "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
+                 "--n_threads_batch", str(self.threads)],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:

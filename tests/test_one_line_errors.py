@@ -118,6 +118,7 @@ def files(tiny_gguf: Path, tiny_bundle: Path, tmp_path_factory) -> dict[str, Pat
 
 Argv = Callable[[dict[str, Path], Path], list]
 GEN: Argv = lambda f, b: ["generate", "--model", b, "--max-tokens", "4"]  # noqa: E731
+REMOTE: Argv = lambda f, b: GEN(f, b) + ["--prompt", "x", "--backend", "openai-raw", "--fim-template", "qwen2.5-coder"]  # noqa: E731
 SIM: Argv = lambda f, b: ["simulate", "--arch", "smollm2-135m"]  # noqa: E731
 CASES: list[tuple[str, Argv, str]] = [  # (id, argv from the files and the tiny bundle, text the line must name)
     ("threads", lambda f, b: GEN(f, b) + ["--prompt", "x", "--threads", "100000"], "--threads"),
@@ -152,6 +153,11 @@ CASES: list[tuple[str, Argv, str]] = [  # (id, argv from the files and the tiny 
     ("gguf-ffn-vs-file", lambda f, b: ["model", "convert", f["gguf_ffn_vs_file"], "--out", f["dir"] / "o"], "ffn_gate"),
     ("gguf-dim-not-int", lambda f, b: ["model", "convert", f["gguf_embd_str"], "--out", f["dir"] / "o"], "embedding_length"),
     ("gguf-eos-out-of-vocab", lambda f, b: ["model", "convert", f["gguf_eos_out"], "--out", f["dir"] / "o"], "eos_token_id"),
+    ("generate-remote-refused", lambda f, b: REMOTE(f, b) + ["--endpoint", "http://127.0.0.1:9/v1"], "refused"),
+    ("generate-remote-no-endpoint", lambda f, b: REMOTE(f, b), "--endpoint"),
+    ("generate-remote-not-http", lambda f, b: REMOTE(f, b) + ["--endpoint", "ftp://127.0.0.1/v1"], "http://"),
+    ("generate-remote-template", lambda f, b: GEN(f, b) + ["--prompt", "x", "--backend", "openai-raw", "--fim-template",
+                                                           "nope"], "--fim-template"),
     ("complete-binary", lambda f, b: ["complete", f"{f['binary']}:1:1"], "not UTF-8"),
     ("complete-unwritable-log", lambda f, b: ["complete", f"{f['ok']}:1:1", "--log", f["afile"] / "t.jsonl"], "--log"),
     ("complete-bad-location", lambda f, b: ["complete", "no-line-or-column"], "FILE:LINE:COL"),

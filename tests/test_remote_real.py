@@ -144,3 +144,32 @@ def test_waferline_complete_asks_the_remote_server_and_says_one_line_when_it_is_
     down = subprocess.run(cmd + ["--endpoint", "http://127.0.0.1:9/v1"], capture_output=True, text=True, timeout=120)
     assert down.returncode == 1
     assert "server not ready: error" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_waferline_generate_streams_the_remote_servers_completion(real_server, tmp_path):
+    """`waferline generate --backend openai-raw --endpoint URL`: the prompt completed by the real server, streamed to
+    stdout, with an empty model cache (nothing loads locally); --json carries the same text; `--backend openai`
+    against llama-cpp-python says once why it sends raw FIM prompts."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WAFERLINE_CACHE": str(tmp_path / "empty-cache")}
+    cmd = [sys.executable, "-m", "lsp_server.cli", "generate", "--prompt", PARTS.prefix, "--max-tokens", "16",
+           "--endpoint", real_server.url, "--fim-template", "qwen2.5-coder"]
+
+    def run(*more: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(cmd + list(more), capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        return proc
+
+    streamed = run("--backend", "openai-raw")
+    as_json = json.loads(run("--backend", "openai-raw", "--json").stdout)
+    fallback = run("--backend", "openai")
+    print(f"generate: {streamed.stdout!r}; {streamed.stderr.strip()!r}; fallback: {fallback.stderr.strip()!r}")
+    assert streamed.stdout.strip() and not [m for m in MARKERS if m in streamed.stdout]
+    assert "llama-cpp-python" in streamed.stderr and "dialect openai-raw" in streamed.stderr
+    assert as_json["text"] == streamed.stdout and as_json["backend"] == "openai-raw"  # greedy: the same answer
+    assert as_json["stats"]["bytes_sent"] > len(PARTS.prefix)
+    assert "token id 0" in fallback.stderr and fallback.stdout == streamed.stdout
+    assert not (tmp_path / "empty-cache" / "models").exists()
