@@ -268,7 +268,12 @@ def _min_cols(sgs: list[Subgraph], rows: int, hw: WaferSpec, dtype: str, context
     fits = lambda c: sum(sram_per_pe(sg, rows, c, dtype, context) for sg in sgs) <= cap  # noqa: E731
     if not fits(hw.mesh_width_pes):
         return None
-    lo, hi = 1, hw.mesh_width_pes
+    return _fewest(fits, hw.mesh_width_pes)
+
+
+def _fewest(fits, most: int) -> int:
+    """The least n in 1..most with fits(n), for a `fits` that stays true once true (binary search)."""
+    lo, hi = 1, most
     while lo < hi:
         mid = (lo + hi) // 2
         if fits(mid):
@@ -412,13 +417,7 @@ def _strip_candidates(layers, hw: WaferSpec, dtype: str, context: int) -> list[t
         fits = lambda c: max(layer_sram_per_pe(l, rows, c, dtype, context) for l in layers[:1]) <= cap  # noqa: E731,E741
         if rows <= 0 or not fits(hw.mesh_width_pes):
             continue
-        lo, hi = 1, hw.mesh_width_pes
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if fits(mid):
-                hi = mid
-            else:
-                lo = mid + 1
+        lo = _fewest(fits, hw.mesh_width_pes)
         out |= {(rows, min(hw.mesh_width_pes, math.ceil(lo * f))) for f in (1.0, 1.1, 1.25)}
     return sorted(out)
 
