@@ -209,7 +209,7 @@ class PromptPlanner:
         above the cursor line, inside the window, and the text from it to the cursor line is at most
         MIDDLE_MAX_TOKENS; else (a cold request, a jump elsewhere, or a middle grown long: then the suffix is
         evaluated once more) the highest of the MIDDLE_LINES line starts above the cursor line whose lines take at
-        most half of MIDDLE_MAX_TOKENS (room to type), below the window start (the prefix keeps a line). Remembered
+        most half of MIDDLE_MAX_TOKENS (room to type), after the window start (the prefix keeps a line). Remembered
         per document like the window start."""
         line_start = max(start, req.prefix.rfind("\n") + 1)
         prev = self._middle_starts.get(req.doc_key)
