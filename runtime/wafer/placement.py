@@ -429,13 +429,7 @@ def _min_square(layers, hw: WaferSpec, dtype: str, context: int) -> int | None:
     fits = lambda s: max(layer_sram_per_pe(layer, s, s, dtype, context) for layer in layers[:1]) <= cap  # noqa: E731
     if not fits(hi):
         return None
-    lo = 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            hi = mid
-        else:
-            lo = mid + 1
+    lo = _fewest(fits, hi)
     # layers of one model share their shapes; confirm on all of them
     while lo <= min(hw.mesh_width_pes, hw.mesh_height_pes) and max(layer_sram_per_pe(l, lo, lo, dtype, context) for l in layers) > cap:
         lo += 1
