@@ -220,10 +220,12 @@ class WaferlineServer(RemoteLink, LanguageServer):
                 else:
                     self.ready_message = f"{model} ready ({time.perf_counter() - t0:.1f} s to load)"
                 progress("end", types.WorkDoneProgressEnd(message="ready"))  # queued before anyone can see "ready"
-                self.state, self.message = "ready", self.ready_message
-            log.info("%s", self.message)
+                failing = isinstance(svc, RemoteCompletionService) and not svc.ready
+                if not failing:  # a failing server goes from loading straight to error: never "ready" in between
+                    self.state, self.message = "ready", self.ready_message
+            log.info("%s", self.ready_message)
             if isinstance(svc, RemoteCompletionService):
-                if not svc.ready:  # the server is down or cannot complete: say so once, requests keep trying
+                if failing:  # the server is down or cannot complete: say so once, requests keep trying
                     self.remote_failed(svc, svc.probe_result.message if svc.probe_result else "no answer")
                 self.show_fallback(svc)
             else:
