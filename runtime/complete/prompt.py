@@ -223,7 +223,7 @@ class PromptPlanner:
                     break
                 cut = up
         if remember:
-            _remember(self._middle_starts, req.doc_key, cut)
+            remember_offset(self._middle_starts, req.doc_key, cut)
         return cut
 
     def _context_ids(self, req: CompletionRequest, header: list[int], room: int) -> tuple[list[Snippet], list[int]]:
@@ -275,7 +275,7 @@ class PromptPlanner:
         rel = choose_window_start(view, None if prev is None or prev < base else prev - base, self.count_tokens, budget)
         start = base + rel
         if remember:
-            _remember(self._window_starts, req.doc_key, start)
+            remember_offset(self._window_starts, req.doc_key, start)
         return start
 
     def _heal_last_token(self, body: list[int], text: str, backoff: str) -> tuple[list[int], str]:
@@ -289,7 +289,7 @@ class PromptPlanner:
         return body, backoff
 
 
-def _remember(starts: OrderedDict[str, int], doc_key: str, offset: int) -> None:
+def remember_offset(starts: OrderedDict[str, int], doc_key: str, offset: int) -> None:
     """Keep a document's offset, the REMEMBERED_WINDOWS most recent documents only (LRU)."""
     starts[doc_key] = offset
     starts.move_to_end(doc_key)

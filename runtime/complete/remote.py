@@ -22,7 +22,7 @@ from runtime.complete.postprocess import (
     make_post_context,
     postprocess,
 )
-from runtime.complete.prompt import REMEMBERED_WINDOWS, choose_window_start
+from runtime.complete.prompt import choose_window_start, remember_offset
 from runtime.complete.request import CompletionRequest, CompletionResult
 from runtime.remote import ProbeResult, PromptParts, RemoteBackend, RemoteError
 
@@ -99,10 +99,7 @@ class RemoteCompletionService(CompletionFlow):
         rel = choose_window_start(req.prefix[base:], None if prev is None or prev < base else prev - base,
                                   self.count_tokens, budget)
         with self._lock:
-            self._window_starts[req.doc_key] = base + rel
-            self._window_starts.move_to_end(req.doc_key)
-            while len(self._window_starts) > REMEMBERED_WINDOWS:
-                self._window_starts.popitem(last=False)
+            remember_offset(self._window_starts, req.doc_key, base + rel)
         return base + rel
 
     def _run_model(self, req: CompletionRequest, cancel: threading.Event | None, t0: float) -> CompletionResult:

@@ -31,6 +31,12 @@ def wait_indexed(c, documents: int, timeout_s: float = T) -> dict:
     return ctx
 
 
+def completes_with_definition(c, uri: str, text: str, path: str) -> None:
+    """A completion at the end of `text` answers, and the prompt held the definition of Circle from `path`."""
+    assert "error" not in inline(c, uri, *end_of(text))
+    assert {"path": path, "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+
+
 def test_definition_from_another_open_document_is_in_the_prompt(tiny_bundle, tmp_path):
     c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True}, root="file:///w")
     try:
@@ -64,8 +70,7 @@ def test_without_workspace_folders_every_open_document_counts(tiny_bundle, tmp_p
         main = "file:///w/pkg/main.py"
         open_doc(c, main, MAIN)
         assert wait_indexed(c, 2)["documents"] == 2
-        assert "error" not in inline(c, main, *end_of(MAIN))
-        assert {"path": "shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+        completes_with_definition(c, main, MAIN, "shapes.py")
     finally:
         c.close()
 
@@ -90,8 +95,7 @@ def test_status_lists_what_the_prompt_held_and_a_cold_answer_holds_none(tiny_bun
         deadline = time.monotonic() + T
         while status(c)["settings"]["coldPromptTokens"] != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "error" not in inline(c, main, *end_of(text))
-        assert {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+        completes_with_definition(c, main, text, "pkg/shapes.py")
     finally:
         c.close()
 
@@ -108,7 +112,6 @@ def test_a_workspace_folder_added_later_brings_its_open_documents_in(tiny_bundle
         c.notify("workspace/didChangeWorkspaceFolders", {"event": {
             "added": [{"uri": "file:///elsewhere", "name": "elsewhere"}], "removed": []}})
         assert wait_indexed(c, 2)["documents"] == 2
-        assert "error" not in inline(c, main, *end_of(MAIN))
-        assert {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} in status(c)["context"]["snippets"]
+        completes_with_definition(c, main, MAIN, "pkg/shapes.py")
     finally:
         c.close()
