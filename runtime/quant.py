@@ -223,3 +223,15 @@ def block_sum_blob(k: int, block: int, bits: int) -> np.ndarray:
     codes = np.full((n, n, block), zero, np.uint8)
     codes[np.arange(n), np.arange(n)] = zero + 1
     return pack_nibbles(codes) if bits == 4 else codes
+
+
+def int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [rows, cols] -> (int8 codes [rows, cols], float32 scale [rows]) with w ≈ scale[:, None] * codes.
+
+    Symmetric, one scale per row (an output channel): the layout of ONNX Runtime's DynamicQuantizeMatMul, whose int8
+    GEMM (VNNI, AMX where the CPU has it) runs prefill several times faster than the block kernels. Lossy: each weight
+    moves by at most half a step, max|row| / 254."""
+    scale = (np.abs(w).max(axis=1) / 127.0).astype(np.float32)
+    scale[scale == 0] = 1.0
+    return np.rint(w / scale[:, None]).astype(np.int8), scale
+

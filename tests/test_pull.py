@@ -10,6 +10,7 @@ import hashlib
 import zipfile
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from runtime import models
@@ -85,3 +86,19 @@ def test_catalog_rows_are_complete():
     for name, row in models.CATALOG.items():
         assert len(row.sha256) == 64 and row.parts and row.license, name
         models.bundle_dir(name)  # every catalog name is a valid model name
+
+
+def test_pull_converts_again_when_the_catalog_asks_for_other_layer_weights(registry, monkeypatch):
+    """A bundle converted under an older default (exact layers) is re-converted from the cached GGUF when the
+    catalog row now asks for int8 layers; a second pull keeps it."""
+    entry, _ = registry
+    out = models.pull("t", progress=False)
+    from runtime.bundle import read_meta
+
+    assert read_meta(out).layer_weights == "exact"
+    monkeypatch.setitem(models.CATALOG, "t", msgspec.structs.replace(entry, layer_weights="int8"))
+    monkeypatch.setattr(models, "assemble", lambda *a, **k: pytest.fail("the cached GGUF must be reused"))
+    assert read_meta(models.pull("t", progress=False)).layer_weights == "int8"
+    stamp = (out / "bundle.json").stat().st_mtime_ns
+    models.pull("t", progress=False)
+    assert (out / "bundle.json").stat().st_mtime_ns == stamp
