@@ -106,8 +106,11 @@ def main() -> int:
     ap.add_argument("--tabs", type=int, default=0, help="other files kept open all along")
     ap.add_argument("--context", choices=["on", "off"], help="the server's cross-file context (default: its default)")
     ap.add_argument("--context-tokens", type=int, help="the server's contextTokens (default: its default)")
+    ap.add_argument("--cold-prompt-tokens", type=int, help="the server's coldPromptTokens (0: always the full window)")
     args = ap.parse_args()
     options = context_options(args.context, args.context_tokens)
+    if args.cold_prompt_tokens is not None:
+        options["coldPromptTokens"] = args.cold_prompt_tokens
     print(cpu_line())
     run(args.model, args.files, [float(w) for w in args.waits.split(",")], args.seed, not args.no_cursor, args.verbose,
         args.tabs, options)
