@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 from urllib.parse import unquote
 
+import msgspec
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
@@ -76,6 +77,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
         self.cancelled = 0
         self.collector = ContextCollector()  # open documents -> snippets of other files for the prompt
         self.last_context: list[dict[str, Any]] = []  # the snippets of the last completion, for waferline/status
+        self.held_context: dict[str, list] = {}  # per document: the snippets its KV slot was filled with
         self.indexer = ThreadPoolExecutor(1, thread_name_prefix="waferline-context")  # off the loop and the worker
         self._index_timer: asyncio.TimerHandle | None = None
 
@@ -267,14 +269,42 @@ class WaferlineServer(RemoteLink, LanguageServer):
             max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens, temperature=s.temperature,
             cold_prompt_tokens=s.cold_prompt_tokens,
         )
+        fresh = None
         if s.context and s.context_tokens > 0:  # never waits for indexing: the last finished index is used
             svc = self.service
-            fields["context"] = self.collector.snippets(  # on top of maxPromptTokens (runtime.complete.prompt)
+            fresh = self.collector.snippets(  # on top of maxPromptTokens (runtime.complete.prompt)
                 uri, prefix, s.context_tokens, svc.count_tokens if svc is not None else None, path=rel)
+            fields["context"] = self.context_for(uri, fresh)
             if self.collector.pending(skip=uri):
                 self.schedule_indexing(0.0, skip=uri)
         fields.update(overrides)
-        return CompletionRequest(**fields), index
+        req = CompletionRequest(**fields)
+        if fresh is not None and fresh != req.context:
+            self.prefill_context(uri, msgspec.structs.replace(req, context=fresh))
+        return req, index
+
+    def context_for(self, uri: str, fresh: list) -> list:
+        """The snippets a request in `uri` gets: the ones its KV slot holds, unless `fresh` brings a definition they
+        lack (what the line being typed needs most: worth evaluating the file again now). Other changes -- chunks
+        re-ranked as the lines before the cursor move -- wait for prefill_context to swap them in."""
+        held = self.held_context.get(uri)
+        local = self.state == "ready" and self.service is not None and not isinstance(self.service, RemoteCompletionService)
+        if not local or held is None or any(s.kind == "definition" and s not in held for s in fresh):
+            self.held_context[uri] = held = fresh
+        return held
+
+    def prefill_context(self, uri: str, req: CompletionRequest) -> None:
+        """The other files' snippets for `uri` changed: its requests keep the context its KV slot holds, while the
+        prompt with the new one is prefilled aside in idle time; once it is all in, it takes the slot's place and
+        becomes the document's context. A changed snippet would otherwise make the next request evaluate the whole
+        file after it again (measured: typing p95 +15-46% with 10 tabs open)."""
+
+        def job(cancel: threading.Event):
+            svc = self.service
+            if svc is not None and not cancel.is_set() and svc.warm_aside(fit_request(svc, req), cancel):
+                self.held_context[uri] = req.context
+
+        self.scheduler.submit(f"context:{uri}", job, background=True)
 
     async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
         """Run one completion on the worker; None when not ready, superseded or cancelled."""
@@ -389,6 +419,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
     def forget_document(self, uri: str) -> None:
         """A closed file: its KV slot and window state go (on the worker, which owns the decoder), and its context."""
         self.collector.close(uri)
+        self.held_context.pop(uri, None)
         svc = self.service
         if svc is not None:
             self.scheduler.submit(f"close:{uri}", lambda cancel: svc.forget(uri), background=True)

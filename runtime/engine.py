@@ -125,6 +125,17 @@ class Decoder:
     def reset(self) -> None:
         self.tokens.clear()
 
+    def rename_slot(self, src: str, dst: str) -> bool:
+        """`src`'s cache becomes `dst`'s (dst's old one is dropped) and the current slot: a prompt prefilled aside
+        takes the document's place in one step. False when `src` holds nothing."""
+        slot = self._slots.pop(src, None)
+        if slot is None:
+            return False
+        self._slots.pop(dst, None)
+        self._slots[dst] = slot
+        self.use_slot(dst)
+        return True
+
     def drop_slot(self, key: str) -> None:
         """Forget a document's cache (closed file); its buffers are freed unless it is the current slot."""
         if key in self._slots and self._slots[key] is not self._slot:

@@ -3,6 +3,7 @@ puts them before the current file the way each model was trained."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 import runtime.crossfile as crossfile
@@ -286,3 +287,27 @@ def test_the_cold_short_window_leaves_the_context_out(tokenizer):  # noqa: F811
     plan, cold = svc.plan_for_cache(req)
     assert cold and "pkg/a.py" not in tokenizer.decode(plan.ids)
     assert "pkg/a.py" in tokenizer.decode(svc.plan_prompt(req).ids)  # the full prompt, prefilled after it, has it
+
+
+def test_new_context_is_prefilled_aside_and_then_serves_the_next_request(tiny_bundle):
+    """A changed context would invalidate the whole file's K/V after it; warm_aside fills a spare slot while the
+    document's slot keeps the old prompt, then swaps, so the request with the new context evaluates only a few
+    tokens. Cancelled, it leaves the document's slot alone."""
+    import threading
+
+    from runtime.complete import CompletionRequest, CompletionService
+    from runtime.crossfile import Snippet
+
+    svc = CompletionService.load(str(tiny_bundle), kv_slots=4)
+    prefix = "def area(r):\n    return 3.14 * r * r\n\n\ndef perimeter(r):\n    return "
+    old = CompletionRequest(prefix=prefix, doc_key="d", max_new_tokens=4,
+                            context=[Snippet(path="a.py", text="x = 1\n", kind="chunk")])
+    new = msgspec.structs.replace(old, context=[Snippet(path="b.py", text="def circle(r):\n    pass\n", kind="chunk")])
+    first = svc.complete(old)
+    stopped = threading.Event()
+    stopped.set()
+    assert not svc.warm_aside(new, stopped)
+    assert svc.complete(msgspec.structs.replace(old, prefix=prefix + "2")).reused_tokens >= first.prompt_tokens - 4
+    assert svc.warm_aside(new)
+    res = svc.complete(msgspec.structs.replace(new, prefix=prefix + "2 "))
+    assert res.prompt_tokens - res.reused_tokens <= 4 and res.context == new.context

@@ -151,3 +151,18 @@ def test_prefill_stops_between_chunks_when_cancelled(bundle, decoder):
     cancel.set()
     assert decoder.prefill(ids, chunk=8, cancel=cancel) is None
     assert decoder.tokens == []
+
+
+def test_rename_slot_puts_a_cache_prefilled_aside_in_a_documents_place(bundle):
+    dec = Decoder(bundle, max_context=256, max_slots=3)
+    a, b = ids_of(bundle, CODE), ids_of(bundle, "class Stack:\n    def push(self, item):\n")
+    dec.use_slot("doc")
+    dec.prefill(a)
+    dec.use_slot("doc\0next")
+    want = dec.prefill(b).copy()
+    dec.use_slot("other")
+    assert dec.rename_slot("doc\0next", "doc") and dec.tokens == b  # now current, holding what was prefilled aside
+    assert not dec.use_slot("doc\0next")  # the spare is gone, not left behind
+    assert dec.use_slot("doc") and dec.tokens == b
+    np.testing.assert_allclose(dec.prefill(b), want, atol=1e-5)
+    assert not dec.rename_slot("missing", "doc") and dec.tokens == b

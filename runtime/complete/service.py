@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # runtime.engine/bundle are imported lazily: the pure parts m
     from runtime.bundle import Bundle
 
 COLD_SLOT = "\0cold"  # suffix of a document's second KV slot, the short cold-start window
+NEXT_SLOT = "\0next"  # suffix of the slot where a prompt with new context is prefilled aside (warm_aside)
 
 
 class _StopFlag:
@@ -204,11 +205,31 @@ class CompletionService(CompletionFlow):
         self._use_slot(req.doc_key)
         return self._prefill_stable(full, at_cursor, cancel, chunk)
 
+    def warm_aside(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64) -> bool:
+        """Prefill `req` -- the document with other context -- into a spare slot while the document's own slot keeps
+        serving the prompt it holds; once all of it through `<|fim_middle|>` is in, the spare becomes the document's
+        slot. A context change then never makes a request evaluate the whole file again. True when swapped; a
+        cancelled call leaves its part in the spare, and the next call goes on from there."""
+        rename = getattr(self.decoder, "rename_slot", None)
+        if rename is None or not req.prefix.strip():
+            return False
+        plan = self.plan_prompt(req)
+        self._use_slot(req.doc_key + NEXT_SLOT)
+        done = self._prefill_stable(plan, True, cancel, chunk) >= len(self._stable_ids(plan, True))
+        if done and not (cancel is not None and cancel.is_set()):
+            return rename(req.doc_key + NEXT_SLOT, req.doc_key)
+        self._use_slot(req.doc_key)
+        return False
+
+    def _stable_ids(self, plan: PromptPlan, at_cursor: bool) -> list[int]:
+        """What stays put while the user types at the cursor (`at_cursor`) or anywhere in the file."""
+        if not plan.fim:
+            return plan.ids
+        stop_at = self.meta.fim_middle_id if at_cursor else self.meta.fim_suffix_id
+        return plan.ids[: plan.ids.index(stop_at) + (1 if at_cursor else 0)]
+
     def _prefill_stable(self, plan: PromptPlan, at_cursor: bool, cancel: threading.Event | None, chunk: int) -> int:
-        stable = plan.ids
-        if plan.fim:
-            stop_at = self.meta.fim_middle_id if at_cursor else self.meta.fim_suffix_id
-            stable = plan.ids[: plan.ids.index(stop_at) + (1 if at_cursor else 0)]
+        stable = self._stable_ids(plan, at_cursor)
         if stable and not (cancel is not None and cancel.is_set()):
             self.decoder.prefill(stable, chunk=chunk, cancel=cancel)
         return common_prefix_len(getattr(self.decoder, "tokens", []), stable)
@@ -220,3 +241,4 @@ class CompletionService(CompletionFlow):
         if drop is not None:
             drop(doc_key)
             drop(doc_key + COLD_SLOT)
+            drop(doc_key + NEXT_SLOT)
