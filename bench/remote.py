@@ -84,6 +84,7 @@ from bench.lsp_typing import (  # noqa: E402  (it also puts ROOT on the server's
 )
 from bench.machine import cpu_line  # noqa: E402
 from bench.quality import MAX_NEW_TOKENS, positions, score  # noqa: E402
+from runtime.complete.remote import split_heal  # noqa: E402
 from lsp_server.positions import index_to_position  # noqa: E402
 from tests.llama_server import RealServer, free_port  # noqa: E402
 
@@ -408,6 +409,8 @@ class Bench:
                 tokens.append(self.prompt_tokens(body))
                 flush(self.server.port)
                 ms, text = post(self.proxies["direct"].port, body, until_newline=True)
+                held = split_heal(prefix)[1]  # read as our server reads it: the held-back text spelled, then cut
+                text = text[len(held):] if text.startswith(held) else ""
                 out["direct"]["text"].append(text.split("\n")[0])
                 out["direct"]["ms"].append(ms)
                 if a.suffix:

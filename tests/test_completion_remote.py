@@ -135,7 +135,8 @@ def test_the_prompt_keeps_to_a_character_budget_and_its_window_start_stays_while
     for typed in ("v", "va", "val"):
         svc.complete(CompletionRequest(prefix=prefix + typed, suffix="\n" + "tail\n" * 500, doc_key="big.py",
                                        max_prompt_tokens=256, max_suffix_tokens=32))
-    starts = {len(prefix) + i + 1 - len(p.prefix) for i, p in enumerate(b.sent)}
+    assert all(p.prefix.endswith("\n") for p in b.sent)  # the word begun is held back (token healing by string)
+    starts = {len(prefix) - len(p.prefix) for p in b.sent}
     assert len(starts) == 1  # the same window start: the server's prefix cache keeps every line above
     start = starts.pop()
     assert start > 0 and prefix[start - 1] == "\n"
@@ -158,3 +159,23 @@ def test_the_context_comes_on_top_of_the_window_and_the_result_names_it():
         assert b.sent[-1].extra == [("pkg/a.py", snippet.text)] and res.context == [snippet]
         # room in the server's context: the window is what it is alone; none: the context takes up to half of it
         assert (len(b.sent[-1].prefix) < len(alone.prefix)) == narrower
+
+
+def test_a_cursor_inside_a_word_sends_the_text_before_it_and_keeps_only_answers_that_spell_it():
+    """Token healing by string: "extend(va" goes out as "extend(" (a prompt cut mid-token is out of distribution),
+    the answer must start with "va", and only what follows it is shown; an answer that leaves the word is dropped
+    as soon as it does, and the stream is closed. Trailing spaces mid-line are held back the same way."""
+    b = ScriptedBackend(["val", "ues", ")\n", "never"], ["x", ")\n"])
+    svc = service(b)
+    req = CompletionRequest(prefix="def f(values):\n    items.extend(va", suffix=")\n", doc_key="a.py")
+    res = svc.complete(req)
+    assert b.sent[0].prefix.endswith("items.extend(") and res.text == "lues"
+    assert res.raw_text == "lues)\n" and b.read == [3]
+    other = svc.complete(CompletionRequest(prefix="def g(values):\n    return va", doc_key="b.py"))
+    assert (other.text, b.read[1], b.closed[1]) == ("", 1, True)
+    assert b.sent[1].prefix.endswith("return")  # " va" held back: BPE puts the space in the word's token
+    trailing = ScriptedBackend([" 1", "\n"], ["1\n"])
+    svc = service(trailing)
+    assert svc.complete(CompletionRequest(prefix="x = ", doc_key="c.py")).text == "1"  # spelled " 1": " " cut
+    assert trailing.sent[0].prefix == "x ="
+    assert svc.complete(CompletionRequest(prefix="y = ", doc_key="d.py")).text == "1"  # held-back spaces may be left out

@@ -57,7 +57,8 @@ async def test_completes_from_the_remote_server_says_one_outage_and_recovers(cli
     assert metrics["backend"] == "openai-raw" and metrics["new_tokens"] > 0 and metrics["wafer_ms"] is None
 
     llama.stop()
-    assert not (await inline(client, URI, 4, 8)).items  # never asked before: no cached answer to show
+    # (4, 9): after "if n ", not inside a word, whose answer would have to spell the word (token healing by string)
+    assert not (await inline(client, URI, 4, 9)).items  # never asked before: no cached answer to show
     assert await until(lambda: len(shown(client, types.MessageType.Error)) == 1)
     assert not (await inline(client, URI, 0, 9)).items
     st = await status(client)
@@ -66,7 +67,7 @@ async def test_completes_from_the_remote_server_says_one_outage_and_recovers(cli
     assert "connection refused" in shown(client, types.MessageType.Error)[0]
 
     assert llama.start() is None
-    res = await inline(client, URI, 4, 8)
+    res = await inline(client, URI, 4, 9)
     assert len(res.items) == 1 and res.items[0].insert_text.strip()
     st = await status(client)
     assert (st["state"], st["backend"]["error"]) == ("ready", None)
@@ -113,7 +114,8 @@ def send_inline(client: LanguageClient, line: int, character: int, msg_id: str):
 async def test_a_newer_keystroke_or_a_cancel_closes_the_stale_stream(client: LanguageClient):
     """A stream that sent one piece and then stalls is closed -- the server sees the disconnect -- when the user
     types again (the newer request then answers) and when the editor sends $/cancelRequest."""
-    first_piece_then_stall = sse_answer(doc.vllm_stream(["fib"]).split(b"\n\n")[0] + b"\n\n", then_wait=True)
+    # " fib": the cursor at the end of "    return fib" holds back " fib", which the answer must spell (token healing)
+    first_piece_then_stall = sse_answer(doc.vllm_stream([" fib"]).split(b"\n\n")[0] + b"\n\n", then_wait=True)
     with FakeServer() as srv:
         srv.routes[("GET", "/v1/models")] = json_answer(200, {"object": "list", "data": [
             {"id": doc.QWEN, "object": "model", "owned_by": "vllm"}]})
@@ -130,7 +132,8 @@ async def test_a_newer_keystroke_or_a_cancel_closes_the_stale_stream(client: Lan
 
         stale = send_inline(client, 6, 11, "stale")
         assert await until(lambda: posts() == 1)
-        srv.routes[("POST", "/v1/completions")] = sse_answer(doc.vllm_stream(["(n - 1)", "\n"]))
+        # the cursor ends a word: the prompt stops before " fibonacci" and the answer must spell it (token healing)
+        srv.routes[("POST", "/v1/completions")] = sse_answer(doc.vllm_stream([" fibonacci", "(n - 1)", "\n"]))
         edited(client, 2, "    return fibonacci")
         newer = await inline(client, URI, 6, 20)
         assert await until(srv.disconnected.is_set)
