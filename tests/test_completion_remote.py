@@ -179,3 +179,21 @@ def test_a_cursor_inside_a_word_sends_the_text_before_it_and_keeps_only_answers_
     assert svc.complete(CompletionRequest(prefix="x = ", doc_key="c.py")).text == "1"  # spelled " 1": " " cut
     assert trailing.sent[0].prefix == "x ="
     assert svc.complete(CompletionRequest(prefix="y = ", doc_key="d.py")).text == "1"  # held-back spaces may be left out
+
+
+def test_the_middle_starts_lines_above_the_cursor_and_stays_while_typing():
+    """As the local FIM prompt: the lines just above the cursor go after the middle marker (next to the answer), and
+    a new line does not move text in front of the suffix, so the server's prompt cache keeps the suffix."""
+    from runtime.remote.fim import FIM_TEMPLATES, render_fim
+
+    b = ScriptedBackend(["1\n"], ["2\n"])
+    svc = service(b)
+    head = "import os\n\n\ndef total(values):\n    result = 0\n"
+    svc.complete(CompletionRequest(prefix=head + "    for v in values:\n        x = [", suffix="\n    return result\n", doc_key="t.py"))
+    svc.complete(CompletionRequest(prefix=head + "    for v in values:\n        x = [1]\n        y = [", suffix="\n    return result\n", doc_key="t.py"))
+    first, second = b.sent
+    assert first.prefix[first.middle_from:] == "\ndef total(values):\n    result = 0\n    for v in values:\n        x = ["
+    assert first.prefix[: first.middle_from] == second.prefix[: second.middle_from] == "import os\n\n"  # kept
+    prompt = render_fim(FIM_TEMPLATES["qwen2.5-coder"], second)
+    assert prompt.endswith("<|fim_middle|>" + second.prefix[second.middle_from:])
+    assert "<|fim_prefix|>import os\n\n<|fim_suffix|>" in prompt

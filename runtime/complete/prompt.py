@@ -205,23 +205,8 @@ class PromptPlanner:
         self._middle_starts.pop(doc_key, None)
 
     def _middle_start(self, req: CompletionRequest, start: int, remember: bool) -> int:
-        """Where a FIM prompt's middle starts: the document's last middle start while it is still a line start at or
-        above the cursor line, inside the window, and the text from it to the cursor line is at most
-        MIDDLE_MAX_TOKENS; else (a cold request, a jump elsewhere, or a middle grown long: then the suffix is
-        evaluated once more) the highest of the MIDDLE_LINES line starts above the cursor line whose lines take at
-        most half of MIDDLE_MAX_TOKENS (room to type), after the window start (the prefix keeps a line). Remembered
-        per document like the window start."""
-        line_start = max(start, req.prefix.rfind("\n") + 1)
-        prev = self._middle_starts.get(req.doc_key)
-        keep = (prev is not None and start <= prev <= line_start and (prev == 0 or req.prefix[prev - 1] == "\n")
-                and (prev == line_start or self.count_tokens(req.prefix[prev:line_start]) <= MIDDLE_MAX_TOKENS))
-        cut = prev if keep else line_start
-        if not keep:
-            for _ in range(MIDDLE_LINES):
-                up = req.prefix.rfind("\n", 0, max(cut - 1, 0)) + 1 if cut > 0 else -1
-                if up <= start or self.count_tokens(req.prefix[up:line_start]) > MIDDLE_MAX_TOKENS // 2:
-                    break
-                cut = up
+        """Where a FIM prompt's middle starts (choose_middle_start), remembered per document like the window start."""
+        cut = choose_middle_start(req.prefix, start, self._middle_starts.get(req.doc_key), self.count_tokens)
         if remember:
             remember_offset(self._middle_starts, req.doc_key, cut)
         return cut
@@ -287,6 +272,25 @@ class PromptPlanner:
         if last and text.endswith(last) and body[-1] not in self.stop_ids:
             return body[:-1], last
         return body, backoff
+
+
+def choose_middle_start(prefix: str, start: int, prev: int | None, count_tokens: Callable[[str], int]) -> int:
+    """Where a FIM prompt's middle starts: the document's last middle start `prev` while it is still a line start at
+    or above the cursor line, inside the window (from `start`), and the text from it to the cursor line is at most
+    MIDDLE_MAX_TOKENS; else (a cold request, a jump elsewhere, or a middle grown long: then the suffix is evaluated
+    once more) the highest of the MIDDLE_LINES line starts above the cursor line whose lines take at most half of
+    MIDDLE_MAX_TOKENS (room to type), after the window start (the prefix keeps a line)."""
+    line_start = max(start, prefix.rfind("\n") + 1)
+    keep = (prev is not None and start <= prev <= line_start and (prev == 0 or prefix[prev - 1] == "\n")
+            and (prev == line_start or count_tokens(prefix[prev:line_start]) <= MIDDLE_MAX_TOKENS))
+    cut = prev if keep else line_start
+    if not keep:
+        for _ in range(MIDDLE_LINES):
+            up = prefix.rfind("\n", 0, max(cut - 1, 0)) + 1 if cut > 0 else -1
+            if up <= start or count_tokens(prefix[up:line_start]) > MIDDLE_MAX_TOKENS // 2:
+                break
+            cut = up
+    return cut  # type: ignore[return-value]
 
 
 def remember_offset(starts: OrderedDict[str, int], doc_key: str, offset: int) -> None:

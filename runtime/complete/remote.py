@@ -25,7 +25,7 @@ from runtime.complete.postprocess import (
     make_post_context,
     postprocess,
 )
-from runtime.complete.prompt import choose_window_start, remember_offset
+from runtime.complete.prompt import choose_middle_start, choose_window_start, remember_offset
 from runtime.complete.request import CompletionRequest, CompletionResult
 from runtime.remote import ProbeResult, PromptParts, RemoteBackend, RemoteError
 
@@ -70,6 +70,7 @@ class RemoteCompletionService(CompletionFlow):
         self.cache = ResultCache(cache_size)
         self.probe_result: ProbeResult | None = None
         self._window_starts: OrderedDict[str, int] = OrderedDict()
+        self._middle_starts: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -93,19 +94,25 @@ class RemoteCompletionService(CompletionFlow):
         """A closed document: drop its window start."""
         with self._lock:
             self._window_starts.pop(doc_key, None)
+            self._middle_starts.pop(doc_key, None)
 
     # -- the request -----------------------------------------------------------------------------------------------
 
     def parts_for(self, req: CompletionRequest) -> PromptParts:
         """The prompt parts within `req`'s budgets, in characters: the prefix window (whose start moves in jumps, see
-        runtime.complete.prompt.choose_window_start), the head of the suffix, the other files' snippets -- on top of
-        the window while `max_context` has room for them, as the local prompt has them."""
+        runtime.complete.prompt.choose_window_start), where its middle starts (a few lines above the cursor line, kept
+        while typing: choose_middle_start), the head of the suffix, the other files' snippets -- on top of the window
+        while `max_context` has room for them, as the local prompt has them."""
         room = self.max_context - req.max_new_tokens - req.max_suffix_tokens - 16
         extra = sum(self.count_tokens(f"{s.path}\n{s.text}") for s in req.context)
         budget = max(16, min(req.max_prompt_tokens, max(room - extra, min(req.max_prompt_tokens, room) // 2)))
         start = self._window_start(req, budget)
+        with self._lock:
+            middle = choose_middle_start(req.prefix, start, self._middle_starts.get(req.doc_key), self.count_tokens)
+            remember_offset(self._middle_starts, req.doc_key, middle)
         return PromptParts(prefix=req.prefix[start:], suffix=req.suffix[: req.max_suffix_tokens * CHARS_PER_TOKEN],
-                           path=req.path, repo=req.repo_name, extra=[(s.path, s.text) for s in req.context])
+                           path=req.path, repo=req.repo_name, extra=[(s.path, s.text) for s in req.context],
+                           middle_from=middle - start)
 
     def _window_start(self, req: CompletionRequest, budget: int) -> int:
         """Absolute offset of the prefix window, remembered per document; only the last 2 x budget worth of

@@ -163,7 +163,7 @@ class RemoteBackend:
         max_tokens = c.max_tokens if max_tokens is None else max(1, max_tokens)
         temperature = c.temperature if temperature is None else temperature
         if dialect == "llamacpp":
-            above, line = split_cursor_line(parts.prefix)
+            above, line = split_cursor_line(parts.prefix, parts.middle_from)
             return "/infill", {
                 "input_prefix": above, "input_suffix": parts.suffix,
                 "input_extra": [{"filename": name, "text": text} for name, text in parts.extra],

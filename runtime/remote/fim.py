@@ -29,6 +29,7 @@ class PromptParts(msgspec.Struct, frozen=True, kw_only=True):
     path: str | None = None
     repo: str | None = None
     extra: list[tuple[str, str]] = []
+    middle_from: int | None = None  # where in `prefix` the text after the middle marker starts (None: the cursor line)
 
 
 class FimTemplate(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,9 +94,10 @@ def template_for_model(model: str | None) -> str | None:
     return None
 
 
-def split_cursor_line(prefix: str) -> tuple[str, str]:
-    """(lines above the cursor line, the cursor line so far)."""
-    cut = prefix.rfind("\n") + 1
+def split_cursor_line(prefix: str, middle_from: int | None = None) -> tuple[str, str]:
+    """(what goes before the suffix, what goes after the middle marker): the cursor line so far, or from
+    `middle_from` (a line start a few lines above it, as the local prompt does: runtime.complete.prompt)."""
+    cut = prefix.rfind("\n") + 1 if middle_from is None else min(max(middle_from, 0), len(prefix))
     return prefix[:cut], prefix[cut:]
 
 
@@ -115,7 +117,7 @@ def render_fim(t: FimTemplate, parts: PromptParts) -> str:
 
     The repo-level layout is used when the file's path is known (as the local engine does); otherwise snippets go
     above the prefix as comments."""
-    above, line = split_cursor_line(parts.prefix) if t.line_after_middle else (parts.prefix, "")
+    above, line = split_cursor_line(parts.prefix, parts.middle_from) if t.line_after_middle else (parts.prefix, "")
     repo = parts.repo or "repo"
     if t.repo_layout == "qwen" and parts.path:
         head = f"{t.repo_name}{repo}\n" + "".join(f"{t.file_sep}{n}\n{_with_newline(x)}" for n, x in parts.extra)
