@@ -46,7 +46,7 @@ SHORTLIST = 8  # head candidates scored exactly; how often the exact argmax fall
 # How the layers' projection weights are held (bundle.json `layer_weights`):
 #   exact  every GGUF block as stored, MatMulNBits (int8 activations per 32-block)
 #   int8   re-quantized to int8 per output channel, DynamicQuantizeMatMul (int8 activations per token): prefill ~3x
-#          faster (an int8 GEMM instead of a block kernel), decode ~15% faster, logits close but not equal (bench/decode.py)
+#          faster (an int8 GEMM instead of a block kernel), decode ~10% faster, logits close but not equal (README)
 LAYER_WEIGHTS = ("exact", "int8")
 
 
@@ -197,13 +197,10 @@ class DecoderBuilder:
                 c = self.g.init(f"{wname}.correction", np.ascontiguousarray(corr.T))  # [K/block, N]
                 cy = self.g.node("MatMul", [bsum, c], f"{scope}/correction/MatMul")
                 y = self.g.node("Add", [y, cy], f"{scope}/correction/Add")
-        return self._add_bias(y, scope, wname, bias, n) if bias_names else y
-
-    def _add_bias(self, y: str, scope: str, wname: str, bias: np.ndarray | None, n: int | None = None) -> str:
-        """y + bias (a shape-only graph passes bias None and its size n); y unchanged without a bias."""
-        if bias is None and n is None:
-            return y
-        return self.g.node("Add", [y, self.g.init(f"{wname}.bias", bias, dims=[n])], f"{scope}/bias/Add")
+        if bias_names:
+            bn = self.g.init(f"{wname}.bias", bias, dims=[n])
+            y = self.g.node("Add", [y, bn], f"{scope}/bias/Add")
+        return y
 
     def _int8_linear(self, x: str, scope: str, wname: str, lins: list[_Linear], normalized: bool,
                      bias: np.ndarray | None) -> str:

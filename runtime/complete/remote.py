@@ -135,17 +135,17 @@ class RemoteCompletionService(CompletionFlow):
         if not self.ready and not self.probe().dialect:
             result = self.probe_result
             raise RemoteError(result.message, result.error_kind or "connection")  # type: ignore[arg-type]
-        sent_prefix, word = split_heal(req.prefix)
+        sent_prefix, held = split_heal(req.prefix)
         parts = self.parts_for(msgspec.structs.replace(req, prefix=sent_prefix))
         ctx = make_post_context(req.prefix, req.suffix, req.mode)
         cancel = cancel or threading.Event()
         pieces = self.remote.stream(parts, cancel, max_tokens=req.max_new_tokens, temperature=req.temperature)
-        strict = bool(word.strip())  # a word must be spelled; held-back spaces the answer may leave out
+        strict = bool(held.strip())  # a held-back word must be spelled; held-back spaces the answer may leave out
 
         def after_held(text: str) -> str | None:
             """The answer past what was held back; None when it cannot fit the cursor (yet, while streaming)."""
-            if text.startswith(word):
-                return text[len(word):]
+            if text.startswith(held):
+                return text[len(held):]
             return None if strict else text
 
         raw, n_pieces, ended_early = "", 0, False
@@ -153,7 +153,7 @@ class RemoteCompletionService(CompletionFlow):
             for piece in pieces:
                 raw += piece
                 n_pieces += 1
-                if strict and not (raw.startswith(word) or word.startswith(raw)):
+                if strict and not (raw.startswith(held) or held.startswith(raw)):
                     break  # the answer left the word begun: nothing fits the cursor
                 visible = after_held(raw)
                 if visible is not None and stream_complete(visible, ctx):
