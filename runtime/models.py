@@ -15,6 +15,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import platformdirs
@@ -44,7 +45,7 @@ class CatalogModel(msgspec.Struct, frozen=True):
     fim: bool
     notes: str
     parts: list[WheelPart]
-    layer_weights: str = "exact"  # how pull converts it (builder.LAYER_WEIGHTS), chosen per model by measurement
+    layer_weights: Literal["exact", "int8"] = "exact"  # how pull converts it (builder.LAYER_WEIGHTS), chosen by measurement
 
 
 DEFAULT_MODEL = "smollm2-135m"
