@@ -25,7 +25,21 @@ class ArchSpec(msgspec.Struct, kw_only=True):
     qkv_bias: bool = False
     tied_embeddings: bool = False
     context_length: int = 8192
+    # Mixture of experts (simulated on the wafer, not served): a MoE layer's MLP is a router over `n_experts` SwiGLU
+    # experts of width `d_ff_expert`, `experts_per_token` of them run per token, plus `n_shared_experts` that always
+    # run; every `moe_layer_step`-th layer is MoE (Llama 4 Maverick: 2), the others keep a dense MLP of `d_ff`.
+    n_experts: int = 0  # 0: dense
+    experts_per_token: int = 0
+    d_ff_expert: int = 0  # 0: d_ff
+    n_shared_experts: int = 0
+    moe_layer_step: int = 1
 
     def __post_init__(self) -> None:
         if self.head_dim == 0:
             self.head_dim = self.d_model // self.n_heads
+        if self.n_experts and self.d_ff_expert == 0:
+            self.d_ff_expert = self.d_ff
+
+    def is_moe_layer(self, i: int) -> bool:
+        """Whether layer i's MLP is a mixture of experts (HF Llama 4: interleave_moe_layer_step)."""
+        return self.n_experts > 0 and (i + 1) % max(1, self.moe_layer_step) == 0

@@ -342,25 +342,53 @@ class DecoderBuilder:
         return self.linear(attn, f"{scope}/o_proj", f"{w}.o_proj", [(f"blk.{i}.attn_output.weight", s.d_model)], q_rows)
 
     def mlp(self, i: int, x: str) -> str:
-        """normed hidden -> SwiGLU MLP output.
+        """normed hidden -> SwiGLU MLP output (a mixture of experts on the layers the spec names).
 
             x ──► gate_up (fused) ──► Split ──► gate ──► Sigmoid ──► Mul(gate) ──► Mul(up) ──► down_proj
         """
         s = self.spec
         scope, w = f"/model/layers.{i}/mlp", f"model.layers.{i}.mlp"
-        gate_up = [(f"blk.{i}.ffn_gate.weight", s.d_ff), (f"blk.{i}.ffn_up.weight", s.d_ff)]
+        if s.is_moe_layer(i):
+            return self.moe(i, x, scope, w)
+        names = (f"blk.{i}.ffn_gate.weight", f"blk.{i}.ffn_up.weight", f"blk.{i}.ffn_down.weight")
+        return self._swiglu(x, scope, w, names, s.d_ff)
+
+    def _swiglu(self, x: str, scope: str, w: str, names: tuple[str, str, str], d_ff: int) -> str:
+        s = self.spec
+        gate_up = [(names[0], d_ff), (names[1], d_ff)]
         if self.layer_weights == "int8":  # two GEMMs: a Split of [S, 2*d_ff] cost 8% of an int8 prefill
             gate = self.linear(x, f"{scope}/gate", f"{w}.gate", gate_up[:1], s.d_model)
             up = self.linear(x, f"{scope}/up", f"{w}.up", gate_up[1:], s.d_model)
         else:
             gu = self.linear(x, f"{scope}/gate_up", f"{w}.gate_up", gate_up, s.d_model)
-            split = self.g.init(f"split.{s.d_ff}", np.array([s.d_ff, s.d_ff], np.int64))
+            split = self.g.init(f"split.{d_ff}", np.array([d_ff, d_ff], np.int64))
             gate, up = self.g.node("Split", [gu, split], f"{scope}/Split", outputs=2, axis=-1)
         sig = self.g.node("Sigmoid", [gate], f"{scope}/act/Sigmoid")
         silu = self.g.node("Mul", [gate, sig], f"{scope}/act/Mul")
         h = self.g.node("Mul", [silu, up], f"{scope}/act/Mul_up")
-        return self.linear(h, f"{scope}/down_proj", f"{w}.down_proj", [(f"blk.{i}.ffn_down.weight", s.d_model)], s.d_ff,
-                           normalized=False)
+        return self.linear(h, f"{scope}/down_proj", f"{w}.down_proj", [(names[2], s.d_model)], d_ff, normalized=False)
+
+    def moe(self, i: int, x: str, scope: str, w: str) -> str:
+        """normed hidden -> mixture-of-experts output (shape-only: MoE models are simulated on the wafer, not served).
+
+            x ──► router MatMul [D, E] ──► MoE(top-k of E SwiGLU experts, routing weights softmaxed) ──► Add ──► y
+            └──► shared experts (always on: one SwiGLU of n_shared x d_ff_expert) ───────────────────────┘
+        The experts are ORT's MoE contrib op (fc1 = gate, fc3 = up, fc2 = down, stacked over experts).
+        """
+        s = self.spec
+        if self.w is not None:
+            raise GGUFError("mixture-of-experts layers are simulated on the wafer, not served here (no MoE kernels)")
+        e, d, ff = s.n_experts, s.d_model, s.d_ff_expert
+        logits = self.linear(x, f"{scope}/router", f"{w}.router", [(f"blk.{i}.ffn_gate_inp.weight", e)], d)
+        stack = lambda part, dims: self.g.init(f"{w}.experts.{part}", None, dims=dims, dtype=TensorProto.BFLOAT16)  # noqa: E731
+        y = self.g.node("MoE", [x, logits, stack("gate", [e, d, ff]), "", stack("down", [e, ff, d]), "", stack("up", [e, d, ff])],
+                        f"{scope}/experts/MoE", domain=MS_DOMAIN, k=s.experts_per_token, activation_type="silu",
+                        normalize_routing_weights=1)
+        if not s.n_shared_experts:
+            return y
+        shared = self._swiglu(x, f"{scope}/shared", f"{w}.shared", (f"blk.{i}.ffn_gate_shexp.weight",
+                              f"blk.{i}.ffn_up_shexp.weight", f"blk.{i}.ffn_down_shexp.weight"), s.n_shared_experts * ff)
+        return self.g.node("Add", [y, shared], f"{scope}/experts/Add")
 
     def _norm(self, x: str, skip: str | None, scope: str, wname: str, gguf_name: str) -> tuple[str, str]:
         """RMSNorm of (x + skip): returns (normed, x + skip). The first one has no skip input."""

@@ -17,6 +17,7 @@ from .errors import WaferlineError
 MAX_LAYERS = 1000
 MAX_DIM = 1 << 20  # any width: d_model, d_ff, heads, head_dim, vocabulary
 MAX_CONTEXT = 1 << 24
+MAX_EXPERTS = 4096  # routed experts per layer (published MoE models: 8..384)
 
 # ArchSpec / BundleMeta field -> (lowest, highest); head_dim 0 means d_model // n_heads
 ARCH_LIMITS: dict[str, tuple[int, int]] = {
@@ -28,6 +29,11 @@ ARCH_LIMITS: dict[str, tuple[int, int]] = {
     "d_ff": (1, MAX_DIM),
     "vocab_size": (1, MAX_DIM),
     "context_length": (1, MAX_CONTEXT),
+    "n_experts": (0, MAX_EXPERTS),
+    "experts_per_token": (0, MAX_EXPERTS),
+    "d_ff_expert": (0, MAX_DIM),
+    "n_shared_experts": (0, MAX_EXPERTS),
+    "moe_layer_step": (1, MAX_LAYERS),
 }
 
 
@@ -67,6 +73,9 @@ def check_arch(values: dict[str, object], origin: str, error: type[WaferlineErro
     heads, kv = values.get("n_heads"), values.get("n_kv_heads")
     if isinstance(heads, int) and isinstance(kv, int) and heads % kv:
         raise error(f"{origin}: n_heads {heads} is not a multiple of n_kv_heads {kv}")
+    experts, active = values.get("n_experts", 0), values.get("experts_per_token", 0)
+    if isinstance(experts, int) and isinstance(active, int) and experts and not 1 <= active <= experts:
+        raise error(f"{origin}: experts_per_token must be 1..n_experts ({experts}) for a mixture of experts (got {active})")
 
 
 def read_text_file(path: str | os.PathLike, what: str, limit: int, error: type[WaferlineError] = WaferlineError) -> str:

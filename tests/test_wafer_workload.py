@@ -13,12 +13,12 @@ from runtime.wafer.workload import (
 )
 
 PRESETS = ["smollm2-135m", "qwen2.5-coder-0.5b", "llama3-8b", "llama2-13b", "codellama-34b", "llama3.1-70b",
-           "llama3.1-405b", "qwen2-72b"]
+           "llama3.1-405b", "qwen2-72b", "qwen3-235b-a22b", "gpt-oss-120b", "llama4-scout", "llama4-maverick"]
 
 
 def _fields(sg):
     return (sg.name, sg.kind, sg.layer, sg.weight_params, sg.vector_params, sg.macs_per_token,
-            sg.attn_macs_per_token_per_ctx, sg.kv_bytes_per_token, sg.ops, [(m.k, m.n) for m in sg.matmuls],
+            sg.attn_macs_per_token_per_ctx, sg.kv_bytes_per_token, sg.ops, [(m.k, m.n, m.experts, m.active) for m in sg.matmuls],
             sg.n_heads, sg.n_kv_heads, sg.head_dim,
             sorted((t.name, t.kind, t.bytes_per_token) for t in sg.inputs),
             sorted((t.name, t.kind, t.bytes_per_token) for t in sg.outputs))

@@ -38,7 +38,7 @@ from .workload import ACT_BYTES, TOKEN_ID_BYTES, WEIGHT_BYTES, Subgraph
 COMPONENTS = (
     "compute", "sram_read", "instr_issue", "nonlinear",
     "fabric_hops", "relays", "ramp", "wavelets", "coll_setup",
-    "region_hops", "wafer_crossing", "host_io",
+    "region_hops", "wafer_crossing", "host_io", "expert_dispatch",
 )
 COLLECTIVES = ("ktree", "pipeline", "ring")
 # fabric colors each algorithm routes per axis (WaferLLM comm_pe.csl: 2 chains x 2 phases + 2 broadcast = 6 for ktree)
@@ -258,15 +258,16 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
         for m in out:
             c += gemv(hw, m.k, m.n, cols, rows, dtype, algo, q)
     elif sg.kind == "mlp":
-        gu = [m for m in sg.matmuls if "down" not in m.name]
-        down = [m for m in sg.matmuls if "down" in m.name]
-        d = gu[0].k
-        ff2 = sum(m.n for m in gu)
+        parts = sg.mlp_parts()
+        if parts.router is not None:
+            return c + moe_decode(hw, sg, rows, cols, dtype, algo, q)
+        d = parts.gate_up[0].k
+        ff2 = sum(m.n for m in parts.gate_up)
         c += rmsnorm_decode(hw, d, rows, algo, skip=True, tokens=q)
         c += gemv(hw, d, ff2, rows, cols, dtype, algo, q)
         act = q * cdiv(ff2 // 2, cols)
         c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)  # sigmoid, gate * sigmoid, * up
-        for m in down:
+        for m in parts.down:
             c += gemv(hw, m.k, m.n, cols, rows, dtype, algo, q)
     elif sg.kind == "head":  # prefill sends only the prompt's last token here; a speculative verify sends all k + 1
         m = sg.matmuls[0]
@@ -277,6 +278,70 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
     elif sg.kind == "embed":
         c += vector_op(hw, q * cdiv(sg.gather_cols, cols))  # copy the looked-up row slices
     return c
+
+
+def moe_decode(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, tokens: int = 1) -> Cost:
+    """A mixture-of-experts MLP, `tokens` at a time, with every expert sliced over the whole rows x cols region.
+
+    Each PE holds its [K/rows, N/cols] slice of every expert (SRAM holds all of them), so a token's work per PE is that
+    of its k chosen experts only: per-PE work falls with the active parameters, not the total. The router's logits
+    come out of one GEMV; top-k is k rounds of (value, index) max along x, as the head's argmax; every PE then knows
+    the choice, so no hidden state is gathered or scattered: the chosen experts' gate_up loops run on the input slice
+    the PE already has (k loops, one allreduce of k x Nt values, fused with the shared experts'), and down_proj's
+    partial sums are scaled by the routing weights and summed on the PE before one allreduce (the combine is linear).
+    (Giving each expert its own sub-region instead would move the hidden state to k sub-regions and back, and leave
+    the other E - k idle: per-PE work E/k times larger per token.)
+    """
+    q = tokens
+    p = sg.mlp_parts()
+    r, egu, edn = p.router, p.experts_gate_up, p.experts_down
+    k = egu.active
+    d = r.k
+    c = rmsnorm_decode(hw, d, rows, algo, skip=True, tokens=q)
+    c += gemv(hw, d, r.n, rows, cols, dtype, algo, q)  # router logits, E over x
+    e_pe = q * cdiv(r.n, cols)
+    c += vector_op(hw, e_pe, SOFTMAX_VECTOR_OPS) + nonlinear(hw, e_pe, EXP_VECTOR_OPS) + allreduce(hw, cols, q, algo) * 2
+    c += (vector_op(hw, e_pe) + allreduce(hw, cols, 2 * q, algo)) * k  # top-k: k rounds of (value, index) max
+    kt = cdiv(d, rows)
+    nt_dense = sum(cdiv(m.n, cols) for m in p.gate_up)
+    nt_exp = cdiv(egu.n, cols)
+    for m in p.gate_up:
+        c += local_matmul(hw, kt, cdiv(m.n, cols), dtype, tokens=q)
+    c += local_matmul(hw, kt, nt_exp, dtype, batches=k, tokens=q)
+    c += allreduce(hw, rows, q * (nt_dense + k * nt_exp), algo)
+    act = q * (nt_dense + k * nt_exp) // 2
+    c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)
+    nt_out = cdiv(edn.n, rows)
+    for m in p.down:
+        c += local_matmul(hw, cdiv(m.k, cols), nt_out, dtype, tokens=q)
+    c += local_matmul(hw, cdiv(edn.k, cols), nt_out, dtype, batches=k, tokens=q)
+    c += vector_op(hw, q * k * nt_out, 2)  # x routing weight, sum over the chosen experts (and the shared)
+    return c + allreduce(hw, cols, q * nt_out, algo)
+
+
+def moe_prefill(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: str, algo: str, s: int) -> Cost:
+    """A mixture-of-experts MLP over `s` prompt tokens by MeshGEMM: the router's GEMM, then each expert's GEMM over the
+    tokens routed to it (s x k / E on average: routing assumed balanced), the tokens' rows permuted to their experts
+    and back across the grid (expert_dispatch), the shared experts as a dense MLP."""
+    p = sg.mlp_parts()
+    r, egu, edn = p.router, p.experts_gate_up, p.experts_down
+    e, k, d = egu.experts, egu.active, r.k
+    c = rmsnorm_prefill(hw, s, d, rows, cols, algo) + gemm(hw, s, d, r.n, rows, cols, dtype)
+    mt = cdiv(s, rows)
+    c += vector_op(hw, mt * cdiv(r.n, cols), SOFTMAX_VECTOR_OPS + k) + nonlinear(hw, mt * cdiv(r.n, cols), EXP_VECTOR_OPS)
+    c += (allreduce(hw, cols, 2 * mt, algo)) * (k + 2)
+    per_expert = cdiv(s * k, e)
+    moved = cdiv(s * k, rows) * cdiv(d, cols)
+    c += transfer(hw, rows + cols, moved, component="expert_dispatch") * 2  # to the experts' rows and back
+    for m in p.gate_up:
+        c += gemm(hw, s, m.k, m.n, rows, cols, dtype)
+    c += gemm(hw, per_expert, egu.k, egu.n, rows, cols, dtype) * e
+    act = mt * (sum(cdiv(m.n, cols) for m in p.gate_up) + k * cdiv(egu.n, cols)) // 2
+    c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)
+    for m in p.down:
+        c += gemm(hw, s, m.k, m.n, rows, cols, dtype)
+    c += gemm(hw, per_expert, edn.k, edn.n, rows, cols, dtype) * e
+    return c + vector_op(hw, mt * k * cdiv(d, cols), 2)
 
 
 def fold_penalty(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, kernel: str) -> Cost:
@@ -370,6 +435,8 @@ def prefill_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: s
         for m in sg.matmuls:
             if "o_proj" in m.name:
                 c += gemm(hw, s, m.k, m.n, rows, cols, dtype)
+    elif sg.kind == "mlp" and sg.mlp_parts().router is not None:
+        c += moe_prefill(hw, sg, rows, cols, dtype, algo, s)
     elif sg.kind == "mlp":
         gu = [m for m in sg.matmuls if "down" not in m.name]
         d, ff2 = gu[0].k, sum(m.n for m in gu)

@@ -73,8 +73,9 @@ def sram_parts(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, til
     for m in sg.matmuls:
         # projections alternate their K axis: rows for qkv, gate_up, lm_head; columns for o_proj and down_proj
         k_axis, n_axis = (cols * tiles, rows) if ("o_proj" in m.name or "down" in m.name) else (rows, cols * tiles)
-        weights += cdiv(m.k, k_axis) * cdiv(m.n, n_axis) * wb
-        buffers += 2 * cdiv(m.n, n_axis) + cdiv(m.k, k_axis)  # partial sums (double buffered) + input slice
+        # a MoE stack: the PE holds its slice of every expert, and partial sums for the chosen ones
+        weights += cdiv(m.k, k_axis) * cdiv(m.n, n_axis) * wb * max(1, m.experts)
+        buffers += 2 * cdiv(m.n, n_axis) * max(1, m.active) + cdiv(m.k, k_axis)  # partial sums (double buffered) + input slice
     vectors = sg.vector_params  # gammas and biases: a slice on each PE, bounded by their total
     vec_pe = min(vectors, cdiv(vectors, min(rows, cols))) * ACT_BYTES
     kv = 0
@@ -113,7 +114,7 @@ def _stream_live_elems_per_token(layer: list[Subgraph], rows: int, cols: int, co
     for sg in layer:
         for m in sg.matmuls:
             k_axis, n_axis = (cols, rows) if ("o_proj" in m.name or "down" in m.name) else (rows, cols)
-            step = max(step, cdiv(m.k, k_axis) + 2 * cdiv(m.n, n_axis))
+            step = max(step, cdiv(m.k, k_axis) + 2 * cdiv(m.n, n_axis) * max(1, m.active))
         if sg.kind == "attn":
             kvc = cdiv(sg.n_kv_heads * sg.head_dim, cols)
             scores = (sg.n_heads // sg.n_kv_heads) * max(1, kvc // sg.head_dim) * cdiv(context, rows)
@@ -131,9 +132,12 @@ def _meshgemm_live_bytes(layer: list[Subgraph], rows: int, cols: int, dtype: str
             gemms += [(d, sum(m.n for m in sg.matmuls if "o_proj" not in m.name), wb), (hq, context, ACT_BYTES),
                       (context, hq, ACT_BYTES)]
             gemms += [(m.k, m.n, wb) for m in sg.matmuls if "o_proj" in m.name]
-        elif sg.kind == "mlp":
-            gemms += [(d, sum(m.n for m in sg.matmuls if "down" not in m.name), wb)]
-            gemms += [(m.k, m.n, wb) for m in sg.matmuls if "down" in m.name]
+        elif sg.kind == "mlp":  # a MoE layer's router and experts: one GEMM (one expert) at a time
+            parts = sg.mlp_parts()
+            if parts.gate_up:
+                gemms += [(d, sum(m.n for m in parts.gate_up), wb)]
+            gemms += [(m.k, m.n, wb) for m in parts.down]
+            gemms += [(m.k, m.n, wb) for m in (parts.router, parts.experts_gate_up, parts.experts_down) if m is not None]
     step = max(cdiv(k, steps) * cdiv(n, cols) * b + (2 * mt * cdiv(k, steps) + mt * cdiv(n, cols)) * ACT_BYTES
                for k, n, b in gemms)
     return int(math.ceil(step)) + mt * cdiv(d, cols) * ACT_BYTES
@@ -188,6 +192,14 @@ def _layers(w: Workload) -> list[list[Subgraph]]:
     return [layers[i] for i in sorted(layers)]
 
 
+def _shapes(layers: list[list[Subgraph]]) -> list[list[Subgraph]]:
+    """One layer of each distinct shape (most models: one; Llama 4 Maverick alternates dense and MoE layers)."""
+    seen: dict[tuple, list[Subgraph]] = {}
+    for layer in layers:
+        seen.setdefault(tuple((sg.kind, sg.weight_params) for sg in layer), layer)
+    return list(seen.values())
+
+
 def total_sram_need(w: Workload, dtype: str, context: int) -> int:
     """Bytes the model needs resident, without padding: weights + KV cache at `context`."""
     kv = sum(sg.kv_bytes_per_token for sg in w.subgraphs) * context
@@ -228,16 +240,18 @@ def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context:
             return None
         ke = _tiles_for(embed, rows, cols, dtype, context, cap)
         units.append(("embed", [embed.name], cols * ke, ke, sram_per_pe(embed, rows, cols, dtype, context, ke)))
-    if split:
-        widths = {}
-        for sg in layers[-1]:
-            widths[sg.kind] = _min_cols([sg], rows, hw, dtype, context)
-        if None in widths.values():
-            return None
-        sram = {sg.kind: sram_per_pe(sg, rows, widths[sg.kind], dtype, context) for sg in layers[-1]}  # layers share shapes
+    if split:  # one width per distinct subgraph shape (a dense MLP beside a MoE one is far narrower)
+        widths, sram = {}, {}
+        for sg in (sg for layer in _shapes(layers) for sg in layer):
+            key = (sg.kind, sg.weight_params)
+            widths[key] = _min_cols([sg], rows, hw, dtype, context)
+            if widths[key] is None:
+                return None
+            sram[key] = sram_per_pe(sg, rows, widths[key], dtype, context)
         for i, layer in enumerate(layers):
             for sg in layer:
-                units.append((f"layers.{i}.{sg.kind}", [sg.name], widths[sg.kind], 1, sram[sg.kind]))
+                key = (sg.kind, sg.weight_params)
+                units.append((f"layers.{i}.{sg.kind}", [sg.name], widths[key], 1, sram[key]))
     else:
         need = [layer_sram_per_pe(layer, rows, cols, dtype, context) for layer in layers]
         if max(need) > cap:
@@ -351,11 +365,12 @@ def place(
                                   fit=p.wafers_used)
         return p
     side_min = _min_square(layers, hw, dtype, context)
-    if side_min is None:
+    # (the per-layer method times one whole layer on one rectangle: no strips there)
+    cands = _strip_candidates(layers, hw, dtype, context) if strips else []
+    if side_min is None and not cands:  # a layer too big for a square may still fit a full-height strip
         raise _layer_misfit(w, layers, hw, dtype, context)
-    grids = [(r, c, False, False) for r, c in _auto_candidates(hw, side_min)]
-    if strips:  # (the per-layer method times one whole layer on one rectangle: no strips there)
-        cands = _strip_candidates(layers, hw, dtype, context)
+    grids = [(r, c, False, False) for r, c in _auto_candidates(hw, side_min)] if side_min else []
+    if strips:
         grids += [(r, c, True, False) for r, c in cands]
         grids += [(r, 0, True, True) for r in sorted({r for r, _ in cands})]  # split: widths sized per subgraph
     plans = [p for p in (_plan(w, hw, r, c, dtype, context, wrap, split) for r, c, wrap, split in grids)
@@ -412,9 +427,10 @@ def _strip_candidates(layers, hw: WaferSpec, dtype: str, context: int) -> list[t
     and two a little wider (fewer PEs per column, for the scorer to weigh against the fold)."""
     cap = hw.tensor_bytes_per_pe
     out = set()
+    shapes = _shapes(layers)
     for ty in range(1, 33):
         rows = hw.mesh_height_pes // ty
-        fits = lambda c: max(layer_sram_per_pe(l, rows, c, dtype, context) for l in layers[:1]) <= cap  # noqa: E731,E741
+        fits = lambda c: max(layer_sram_per_pe(l, rows, c, dtype, context) for l in shapes) <= cap  # noqa: E731,E741
         if rows <= 0 or not fits(hw.mesh_width_pes):
             continue
         lo = _fewest(fits, hw.mesh_width_pes)
@@ -426,7 +442,8 @@ def _min_square(layers, hw: WaferSpec, dtype: str, context: int) -> int | None:
     """Smallest square side whose per-PE need fits (binary search: the need falls as the grid grows)."""
     cap = hw.tensor_bytes_per_pe
     hi = min(hw.mesh_width_pes, hw.mesh_height_pes)
-    fits = lambda s: max(layer_sram_per_pe(layer, s, s, dtype, context) for layer in layers[:1]) <= cap  # noqa: E731
+    shapes = _shapes(layers)
+    fits = lambda s: max(layer_sram_per_pe(layer, s, s, dtype, context) for layer in shapes) <= cap  # noqa: E731
     if not fits(hi):
         return None
     lo = _fewest(fits, hi)

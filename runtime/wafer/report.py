@@ -108,8 +108,10 @@ class Report(msgspec.Struct):
     draft_tokens: int = 0
     speculation: Speculation | None = None
     method: str = "placed"  # "placed" (the whole model as placed) | "per-layer" (one layer x layers, as WaferLLM timed)
-    # parameters one token's decode multiplies by (dense: all of them; the embedding counted, as is usual)
+    # parameters one token's decode multiplies by (dense: all of them; a mixture of experts: its chosen experts; the
+    # embedding counted, as is usual) and all the wafer holds
     active_params: int = 0
+    total_params: int = 0
     per_system: list[SystemReport] = []  # the target's wafers (placed method; [] for per-layer: one layer is timed)
 
 
@@ -215,6 +217,9 @@ def format_table(r: Report, max_layers: int = 2) -> str:
         f"weights {r.weight_bytes / 1e9:.2f} GB + KV {r.kv_bytes / 1e9:.3f} GB on {r.pes_used:,} PEs; "
         f"effective weight reads {r.effective_sram_read_bytes_per_s / 1e12:.1f} TB/s",
     ]
+    if r.total_params > r.active_params:
+        lines.append(f"mixture of experts: {r.active_params / 1e9:.1f}B of {r.total_params / 1e9:.1f}B parameters active "
+                     "per token; every expert sliced over its layer's whole region, so per-PE work follows the active ones")
     if len(r.per_system) > 1:
         lines.append("per system: " + "; ".join(
             f"#{p.wafer} layers {p.layers[0]}-{p.layers[1] if p.layers else ''} {p.weight_bytes / 1e9:.1f} GB "

@@ -418,8 +418,10 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     systems = [] if per_layer else _per_system(p, w, sg_reports)
     # weights swept per second: once per token plainly; with speculation, the target's once per verify pass and the
     # draft's once per drafted token, per step
-    swept_per_s = (weight_bytes / latency if spec is None else
-                   (spec.verify_passes * weight_bytes + spec.draft_tokens * draft.weight_bytes(opts.dtype)) / spec.step_s)
+    # (a mixture of experts reads only the chosen experts' weights)
+    read = w.active_weight_bytes(opts.dtype)
+    swept_per_s = (read / latency if spec is None else
+                   (spec.verify_passes * read + spec.draft_tokens * draft.active_weight_bytes(opts.dtype)) / spec.step_s)
     return Report(
         model=w.name, workload_source=w.source, hardware=hw.name, dtype=opts.dtype, collective=opts.collective,
         clock_hz=clock, grid=f"{p.grid_rows}x{p.grid_cols}", grid_forced=opts.grid is not None,
@@ -439,7 +441,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         effective_sram_read_bytes_per_s=swept_per_s,
         subgraphs=sg_reports, regions=region_reports,
         acceptance=opts.acceptance if spec else None, draft_tokens=opts.draft_tokens if spec else 0, speculation=spec,
-        active_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
+        active_params=sum(sg.active_weight_params + sg.vector_params for sg in w.subgraphs),
+        total_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
     )
 
 

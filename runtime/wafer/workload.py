@@ -52,6 +52,16 @@ class MatMulShape(msgspec.Struct):
     name: str  # node scope, e.g. /model/layers.3/attn/qkv
     k: int
     n: int
+    experts: int = 0  # > 0: one expert's [K, N], stacked over `experts` (a MoE layer's gate_up or down_proj)
+    active: int = 0  # experts of the stack that run per token
+
+    @property
+    def params(self) -> int:
+        return self.k * self.n * max(1, self.experts)
+
+    @property
+    def active_params(self) -> int:
+        return self.k * self.n * (self.active if self.experts else 1)
 
 
 class Tensor(msgspec.Struct):
@@ -61,6 +71,14 @@ class Tensor(msgspec.Struct):
     kind: str  # "activation" | "ids" | "kv" (cache state, per token of context) | "control"
     elems_per_token: int
     bytes_per_token: int
+
+
+class MlpParts(msgspec.Struct):
+    gate_up: list[MatMulShape]  # dense: the MLP's own, or a MoE layer's shared experts ([] when it has none)
+    down: list[MatMulShape]
+    router: MatMulShape | None = None
+    experts_gate_up: MatMulShape | None = None  # one expert's shape; .experts stacked, .active run per token
+    experts_down: MatMulShape | None = None
 
 
 class Subgraph(msgspec.Struct):
@@ -84,6 +102,22 @@ class Subgraph(msgspec.Struct):
     inputs: list[Tensor] = []
     outputs: list[Tensor] = []
 
+    def mlp_parts(self) -> "MlpParts":
+        """An mlp subgraph's projections by role (a mixture of experts has a router and expert stacks)."""
+        router = next((m for m in self.matmuls if m.name.endswith("/router")), None)
+        experts = [m for m in self.matmuls if m.experts]
+        dense = [m for m in self.matmuls if not m.experts and m is not router]
+        return MlpParts(
+            gate_up=[m for m in dense if "down" not in m.name], down=[m for m in dense if "down" in m.name],
+            router=router, experts_gate_up=next((m for m in experts if "down" not in m.name), None),
+            experts_down=next((m for m in experts if "down" in m.name), None),
+        )
+
+    @property
+    def active_weight_params(self) -> int:
+        """Weights a token reads: all of them, less the experts its router did not choose."""
+        return self.weight_params - sum(m.params - m.active_params for m in self.matmuls)
+
 
 class Workload(msgspec.Struct):
     name: str
@@ -98,6 +132,11 @@ class Workload(msgspec.Struct):
 
     def weight_bytes(self, dtype: str) -> int:
         return sum(s.weight_bytes[dtype] for s in self.subgraphs)
+
+    def active_weight_bytes(self, dtype: str) -> int:
+        """Bytes of weights one token reads (a mixture of experts reads only its chosen experts)."""
+        return sum(s.weight_bytes[dtype] - round((s.weight_params - s.active_weight_params) * WEIGHT_BYTES[dtype])
+                   for s in self.subgraphs)
 
 
 # ------------------------------------------------------------------------------------------------ architectures
@@ -321,6 +360,12 @@ def workload_from_graph(model, name: str | None = None) -> Workload:
                 n_out = split_first.get(node.output[0], attrs["N"]) if "/Split" in _split_name(parts[sg], node) else attrs["N"]
                 matmuls.append(MatMulShape(scope, attrs["K"], n_out))
                 weight_params += attrs["K"] * n_out
+            elif node.op_type == "MoE":  # experts stacked [E, D, F] (gate fc1, up fc3) and [E, F, D] (down fc2)
+                e, dm, ff = inits[node.input[2]]
+                top = {a.name: a.i for a in node.attribute}["k"]
+                gu = 2 * ff if len(node.input) > 6 and node.input[6] else ff
+                matmuls += [MatMulShape(f"{scope}/gate_up", dm, gu, e, top), MatMulShape(f"{scope}/down_proj", ff, dm, e, top)]
+                weight_params += e * (dm * gu + ff * dm)
             elif node.op_type == "MatMul" and not quant_aux and node.input[1] in inits and len(inits[node.input[1]]) == 2:
                 k, n = inits[node.input[1]]
                 matmuls.append(MatMulShape(scope, k, n))
@@ -344,7 +389,7 @@ def workload_from_graph(model, name: str | None = None) -> Workload:
             name=sg, kind=kind, layer=layer, ops=ops, nodes=[n.name for n in nodes], matmuls=matmuls,
             weight_params=weight_params, vector_params=vector_params,
             weight_bytes=_weight_bytes(weight_params, vector_params),
-            macs_per_token=sum(m.k * m.n for m in matmuls), attn_macs_per_token_per_ctx=attn_ctx,
+            macs_per_token=sum(m.active_params for m in matmuls), attn_macs_per_token_per_ctx=attn_ctx,
             kv_bytes_per_token=kv_bytes,
             n_heads=n_heads if kind == "attn" else 0, n_kv_heads=n_kv if kind == "attn" else 0,
             head_dim=head_dim if kind == "attn" else 0, gather_rows=gather_rows, gather_cols=gather_cols,
@@ -394,16 +439,28 @@ def workload_from_arch(spec: ArchSpec) -> Workload:
             attn_macs_per_token_per_ctx=2 * nh * hd, kv_bytes_per_token=2 * kv_rows * ACT_BYTES,
             n_heads=nh, n_kv_heads=nkv, head_dim=hd, inputs=attn_in, outputs=attn_out,
         ))
-        gu, down = MatMulShape(f"{m}/gate_up", d, 2 * ff), MatMulShape(f"{m}/down_proj", ff, d)
-        wp = gu.k * gu.n + down.k * down.n
         mlp_in = [_act(f"{a}/o_proj/MatMul/output_0", d), _act(new_res, d)]
         residual = f"{m}/post_attn_norm/residual"
-        pending = f"{m}/down_proj/MatMul/output_0"
+        ops = {"SkipSimplifiedLayerNormalization": 1}
+        if spec.is_moe_layer(i):
+            e, fe, shared = spec.n_experts, spec.d_ff_expert, spec.n_shared_experts * spec.d_ff_expert
+            matmuls = [MatMulShape(f"{m}/router", d, e), MatMulShape(f"{m}/experts/gate_up", d, 2 * fe, e, spec.experts_per_token),
+                       MatMulShape(f"{m}/experts/down_proj", fe, d, e, spec.experts_per_token)]
+            ops.update({"MatMul": 1, "MoE": 1})
+            pending = f"{m}/experts/MoE/output_0"
+            if shared:
+                matmuls += [MatMulShape(f"{m}/shared/gate_up", d, 2 * shared), MatMulShape(f"{m}/shared/down_proj", shared, d)]
+                ops.update({"MatMul": 3, "Split": 1, "Sigmoid": 1, "Mul": 2, "Add": 1})
+                pending = f"{m}/experts/Add/output_0"
+        else:
+            matmuls = [MatMulShape(f"{m}/gate_up", d, 2 * ff), MatMulShape(f"{m}/down_proj", ff, d)]
+            ops.update({"MatMul": 2, "Split": 1, "Sigmoid": 1, "Mul": 2})
+            pending = f"{m}/down_proj/MatMul/output_0"
+        wp = sum(x.params for x in matmuls)
         subgraphs.append(Subgraph(
-            name=f"layers.{i}.mlp", kind="mlp", layer=i,
-            ops={"SkipSimplifiedLayerNormalization": 1, "MatMul": 2, "Split": 1, "Sigmoid": 1, "Mul": 2},
-            nodes=[], matmuls=[gu, down], weight_params=wp, vector_params=d, weight_bytes=_weight_bytes(wp, d),
-            macs_per_token=wp, attn_macs_per_token_per_ctx=0, kv_bytes_per_token=0,
+            name=f"layers.{i}.mlp", kind="mlp", layer=i, ops=ops,
+            nodes=[], matmuls=matmuls, weight_params=wp, vector_params=d, weight_bytes=_weight_bytes(wp, d),
+            macs_per_token=sum(x.active_params for x in matmuls), attn_macs_per_token_per_ctx=0, kv_bytes_per_token=0,
             inputs=mlp_in, outputs=[_act(residual, d), _act(pending, d)],
         ))
     head = MatMulShape("/lm_head", d, vocab)
