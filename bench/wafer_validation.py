@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print("cases the simulator cannot express (not scored):")
         for c in cannot:
             print(f"  {c['name']}: published {c['published']:,} {c['metric']}; needs {c['needs']}: {c['why_not']}")
+            if c.get("arch"):  # what the simulator says with the facts that are published (not scored)
+                r = simulate(c)
+                print(f"    simulator with the published facts only: {float(getattr(r, c['metric'])):,.1f} on "
+                      f"{r.wafers_used} wafers ({r.dtype}, no speculation)")
     # the headline is the cases the constants were not fitted to; fitted cases only show the fit's residual
     summary = (f"wafer validation: {len(other_apes)} unfitted cases, mean APE {np.mean(other_apes):.1f}%, "
                f"max APE {np.max(other_apes):.1f}%" if other_apes else "wafer validation: no unfitted cases")
