@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     runtime_cli.add_parsers(sub)
     wafer_cli.add_parser(sub)
+    wafer_cli.add_explore_parser(sub)
     cli_serve.add_serve_parser(sub)
     cli_serve.add_complete_parser(sub)
     return parser
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": wafer_cli.run, "serve": cli_serve.run_serve, "complete": cli_serve.run_complete}
+    handlers = {"simulate": wafer_cli.run, "explore": wafer_cli.run_explore, "serve": cli_serve.run_serve, "complete": cli_serve.run_complete}
     try:
         return handlers.get(args.command, runtime_cli.run)(args)
     except WaferlineError as exc:

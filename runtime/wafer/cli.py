@@ -63,6 +63,56 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def add_explore_parser(subparsers) -> argparse.ArgumentParser:
+    from .explore import DEFAULT_ACCEPTANCE, DEFAULT_ARCHS
+
+    p = subparsers.add_parser(
+        "explore", help="sweep model sizes, precision, wafers, context and speculation: who reaches N tok/s per user",
+        description="Simulate every architecture x dtype x context x wafer count, with and without speculative "
+                    "decoding, and name per series the largest model that reaches the target speed per user.",
+    )
+    csv = lambda kind: lambda text: [kind(v) for v in text.split(",") if v]  # noqa: E731
+    p.add_argument("--archs", type=csv(str), default=list(DEFAULT_ARCHS), metavar="A,B,..",
+                   help="architecture presets (default: %(default)s)")
+    p.add_argument("--dtypes", type=csv(str), default=["bf16"], metavar="D,..", help="bf16, fp8, int8, int4 (default: bf16)")
+    p.add_argument("--wafers", type=csv(int), default=[1, 4], metavar="N,..", help="wafer counts (default: 1,4)")
+    p.add_argument("--contexts", type=csv(int), default=[8192, 131072], metavar="C,..", help="default: 8192,131072")
+    p.add_argument("--acceptance", default=str(DEFAULT_ACCEPTANCE), metavar="A|none",
+                   help="one draft-token acceptance rate for every speculative point, or none (default: %(default)s)")
+    p.add_argument("--draft-tokens", type=int, default=0, metavar="K",
+                   help="draft tokens per verify (default 0: the fastest k of 1..8 per point)")
+    p.add_argument("--target", type=float, default=1000.0, metavar="TOK_S", help="per-user tok/s (default: 1000)")
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE, metavar="wse2|wse3|FILE.toml", help="default: %(default)s")
+    p.add_argument("--json", action="store_true", help="print the points as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="write tok/s against active parameters, the knee marked")
+    return p
+
+
+def run_explore(args) -> int:
+    from .explore import explore, format_explore
+    from .workload import DTYPES
+
+    bad = [d for d in args.dtypes if d not in DTYPES]
+    if bad:
+        raise WaferError(f"unknown dtype '{bad[0]}' (known: {', '.join(DTYPES)})")
+    if min(args.wafers) < 1 or min(args.contexts) < 1:
+        raise WaferError("--wafers and --contexts take positive integers")
+    try:
+        acceptance = None if args.acceptance.lower() == "none" else float(args.acceptance)
+    except ValueError:
+        raise WaferError(f"--acceptance must be a rate in [0, 1) or none, not '{args.acceptance}'") from None
+    if args.plot:
+        check_plot_target(args.plot)
+    report = explore(args.archs, args.dtypes, args.wafers, args.contexts, acceptance, args.draft_tokens, args.target,
+                     args.hardware, progress=not args.json)
+    print(msgspec.json.encode(report).decode() if args.json else format_explore(report))
+    if args.plot:
+        from .plot import plot_explore
+
+        print(f"wrote {plot_explore(report, args.plot)}", file=sys.stderr)
+    return 0
+
+
 def parse_grid(text: str | None) -> tuple[int, int] | None:
     if text is None or text == "auto":
         return None

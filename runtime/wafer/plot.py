@@ -98,3 +98,62 @@ def plot_report(report: Report, out: str | Path) -> Path:
     finally:
         plt.close(fig)
     return out
+
+
+def plot_explore(report, out: str | Path) -> Path:
+    """decode tok/s per user against active parameters, one panel per context, a line per (wafers, speculation):
+    the target as a dashed line and each series' knee (the largest model that reaches it) starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        out = out / f"explore-{report.hardware}.png"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WaferError(f"cannot write the plot to {out}: {exc.strerror}") from None
+    contexts = sorted({p.context for p in report.points})
+    dtypes = sorted({p.dtype for p in report.points})
+    fig, axes = plt.subplots(1, len(contexts), figsize=(6.5 * len(contexts), 5), squeeze=False, sharey=True)
+    for ax, ctx in zip(axes[0], contexts):
+        series = sorted({(p.dtype, p.wafers_limit, p.acceptance is not None) for p in report.points if p.context == ctx})
+        for dtype, wafers, spec in series:
+            pts = sorted((p for p in report.points if (p.context, p.dtype, p.wafers_limit, p.acceptance is not None)
+                          == (ctx, dtype, wafers, spec) and p.decode_tokens_per_s), key=lambda p: p.active_params)
+            if not pts:
+                continue
+            label = f"<= {wafers} wafer{'s' if wafers != 1 else ''}{', ' + dtype if len(dtypes) > 1 else ''}" + \
+                    (", speculation" if spec else "")
+            dense = [p for p in pts if p.active_params == p.total_params]  # a line through the dense models
+            line, = ax.plot([p.active_params / 1e9 for p in dense], [p.decode_tokens_per_s for p in dense],
+                            "--o" if spec else "-o", label=label, markersize=4)
+            moe = [p for p in pts if p.active_params < p.total_params]  # mixtures of experts: markers, by active size
+            ax.plot([p.active_params / 1e9 for p in moe], [p.decode_tokens_per_s for p in moe], "^", markersize=6,
+                    color=line.get_color(), markerfacecolor="none")
+            ok = [p for p in pts if p.meets_target]
+            if ok:
+                knee = max(ok, key=lambda p: p.active_params)
+                ax.plot([knee.active_params / 1e9], [knee.decode_tokens_per_s], "*", markersize=14, color=line.get_color())
+                ax.annotate(knee.arch, (knee.active_params / 1e9, knee.decode_tokens_per_s), fontsize=7,
+                            xytext=(4, 6), textcoords="offset points")
+        ax.axhline(report.target_tokens_per_s, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}B"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("active parameters (triangles: mixture of experts)")
+        ax.set_title(f"{report.hardware}, {ctx:,}-token context")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("decode tok/s per user")
+    fig.suptitle(f"which models reach {report.target_tokens_per_s:,.0f} tok/s per user (* the largest per series)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
