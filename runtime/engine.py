@@ -217,6 +217,7 @@ class GenerateResult(msgspec.Struct, kw_only=True):
     stop_reason: str  # "eos" | "stop" | "max_tokens" | "cancelled" | "unforced" (no tokens spell forced_prefix)
     drafted: int = 0
     accepted: int = 0
+    misses: int = 0  # verify steps that rejected a drafted token (runtime/acceptance.py)
     forced_ids: list[int] = []  # the tokens that spell forced_prefix
     forced_text: str = ""  # what they add past it (the last one's text may run on: " =" for " ")
 
@@ -384,7 +385,7 @@ def generate(
     lookup = PromptLookup(list(lookup_ids) if lookup_ids is not None else [], opts.ngram, opts.min_ngram) if speculate else None
     if lookup is not None:
         lookup.extend(prompt_ids + forced)
-    drafted = accepted = 0
+    drafted = accepted = misses = 0
     t_first = None
     while reason is None and len(out) < budget:
         if cancel is not None and cancel.is_set():
@@ -413,6 +414,7 @@ def generate(
         n_ok, logits = speculative_step(decoder, token, draft)
         drafted += len(draft)
         accepted += n_ok
+        misses += n_ok < len(draft)
         for d in draft[:n_ok]:
             if d in stop_ids:
                 reason = "eos"
@@ -443,6 +445,7 @@ def generate(
         stop_reason=reason,
         drafted=drafted,
         accepted=accepted,
+        misses=misses,
         forced_ids=forced,
         forced_text=forced_text,
     )

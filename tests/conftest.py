@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
 from runtime.tiny import make_tiny_bundle, write_tiny_gguf
+
+
+# the served models' acceptance tallies (runtime/acceptance.py) are the user's measurements: tests and the servers
+# they start write theirs elsewhere (inherited by subprocesses through the environment)
+os.environ.setdefault("WAFERLINE_ACCEPTANCE_DIR", tempfile.mkdtemp(prefix="waferline-acceptance-"))
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,9 @@ def test_speculative_equals_plain_greedy(bundle, decoder):
     spec = generate(decoder, prompt, GenerateOptions(max_new_tokens=40, speculate=True))
     assert spec.token_ids == plain.token_ids
     assert spec.drafted > 0  # the draft path really ran
+    # every verify step that did not keep its whole draft is one miss; tokens after a miss were never tested
+    assert spec.accepted + spec.misses <= spec.drafted and 0 <= spec.misses <= spec.drafted
+    assert plain.drafted == plain.accepted == plain.misses == 0
     assert len(plain.token_ids) == 40
 
 

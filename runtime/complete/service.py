@@ -57,19 +57,27 @@ class CompletionService(CompletionFlow):
         self.stop_ids = control_token_ids(self.meta, self.tokenizer)
         self.prompts = PromptPlanner(self.meta, self.tokenizer, self.stop_ids)
         self.max_context = int(getattr(decoder, "max_context", 0) or getattr(self.meta, "context_length", 2048) or 2048)
+        self.acceptance = None  # AcceptanceLedger of a catalog model (load()): its drafts' acceptance on real code
 
     @classmethod
     def load(cls, model: str, *, threads: int = 2, max_context: int = 2048, kv_slots: int = 4) -> CompletionService:
         """Resolve a model name or path, load its bundle, open a Decoder with `kv_slots` document caches.
         Raises runtime.errors.WaferlineError."""
         from runtime.bundle import load_bundle
+        from runtime.acceptance import AcceptanceLedger
         from runtime.engine import Decoder
-        from runtime.models import resolve_model
+        from runtime.models import cache_dir, resolve_model
 
-        bundle = load_bundle(resolve_model(model))
+        path = resolve_model(model)
+        bundle = load_bundle(path)
         decoder = Decoder(bundle, threads=threads, max_context=max_context, max_slots=kv_slots)
         svc = cls(bundle, decoder)
         svc.max_context = max_context
+        if path.resolve().parent == (cache_dir() / "models").resolve():  # a catalog model, not a test's or a user's scratch bundle
+            import atexit
+
+            svc.acceptance = AcceptanceLedger(path.name)
+            atexit.register(svc.acceptance.flush)
         return svc
 
     def encode(self, text: str) -> list[int]:
@@ -111,6 +119,8 @@ class CompletionService(CompletionFlow):
             stop_in_forced=req.mode == "line",
         )
         gen = generate(self.decoder, plan.ids, opts, cancel=stop, on_text=on_text, lookup_ids=plan.lookup_ids)
+        if self.acceptance is not None:
+            self.acceptance.add(gen.drafted, gen.accepted, gen.misses)
         if plan.backoff and not gen.forced_ids:  # cancelled while healing, or no tokens spell the backed-off text
             reason = "cancelled" if gen.stop_reason == "cancelled" else "stop"
             return self._nothing("", reason, t0, len(plan.ids), reused, context=plan.context)

@@ -50,7 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--draft", metavar="ARCH", help="speculative decoding: the draft model's architecture preset "
                    "(same vocabulary as the target), placed on its own wafer")
     p.add_argument("--draft-tokens", type=int, metavar="K", help="draft tokens proposed per verify step (default: 4)")
-    p.add_argument("--acceptance", type=float, metavar="A", help="probability that one draft token is accepted (with --draft)")
+    p.add_argument("--acceptance", type=acceptance_arg, metavar="A|measured",
+                   help="probability that one draft token is accepted (with --draft); measured: the rate the local "
+                        "server measured on your code for --model (or the model it served last)")
     p.add_argument("--method", choices=("placed", "per-layer"), help="placed (default): the whole model as placed, "
                    "with hops, wafer crossings, embedding and head; per-layer: one layer on its grid x the layer count, "
                    "as WaferLLM measured (no crossings, no head)")
@@ -111,6 +113,30 @@ def run_explore(args) -> int:
 
         print(f"wrote {plot_explore(report, args.plot)}", file=sys.stderr)
     return 0
+
+
+def acceptance_arg(text: str):
+    if text == "measured":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a rate in [0, 1] or 'measured', not '{text}'") from None
+
+
+def measured_acceptance(model: str | None) -> tuple[float, str]:
+    """(rate, where it comes from) from the acceptance tally the local server keeps (runtime/acceptance.py)."""
+    from runtime.acceptance import MIN_TESTED, latest_tally, read_tally
+
+    tally = read_tally(Path(model).name) if model else latest_tally()
+    who = Path(model).name if model else "any model"
+    if tally is None or tally.tested < MIN_TESTED:
+        seen = f"only {tally.tested} draft tokens tested so far" if tally else "no drafts recorded yet"
+        raise WaferError(f"--acceptance measured: {seen} for {who}; complete code with the local server "
+                         f"(`waferline serve` in an editor, or `waferline complete`) until {MIN_TESTED} are, or give a rate")
+    source = (f"measured by the local runtime on {tally.model} (prompt lookup): {tally.accepted:,} of {tally.tested:,} "
+              f"tested draft tokens accepted over {tally.completions:,} completions, updated {tally.updated}")
+    return tally.rate, source
 
 
 def parse_grid(text: str | None) -> tuple[int, int] | None:
@@ -193,6 +219,12 @@ def run_case(fields: dict):
     if fields.get("elems") is not None:
         raise WaferError("--elems applies to --allreduce N")
     w = load_workload(fields.get("arch"), fields.get("arch_file"), fields.get("model"))
+    source = ""
+    if fields.get("acceptance") == "measured":
+        if fields.get("draft") is None:
+            raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")
+        fields = {**fields}
+        fields["acceptance"], source = measured_acceptance(fields.get("model"))
     opts = SimOptions(
         dtype=fields.get("dtype", "bf16"), collective=collective, grid=grid, wafers=fields.get("wafers"),
         prompt_len=fields.get("prompt_len", 1024), context=fields.get("context", 4096),
@@ -203,7 +235,9 @@ def run_case(fields: dict):
     if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
         raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")
     draft = load_workload(fields["draft"]) if fields.get("draft") else None
-    return simulate(w, hw, opts, draft)
+    report = simulate(w, hw, opts, draft)
+    report.acceptance_source = source or ("stated" if report.acceptance is not None else "")
+    return report
 
 
 def check_plot_target(out: str) -> None:

@@ -112,6 +112,7 @@ class Report(msgspec.Struct):
     # embedding counted, as is usual) and all the wafer holds
     active_params: int = 0
     total_params: int = 0
+    acceptance_source: str = ""  # "stated" (--acceptance A), or how the local runtime measured it (--acceptance measured)
     per_system: list[SystemReport] = []  # the target's wafers (placed method; [] for per-layer: one layer is timed)
 
 
@@ -199,7 +200,7 @@ def format_table(r: Report, max_layers: int = 2) -> str:
         lines += [
             f"speculative: draft {s.draft_model} ({s.draft_wafers} wafer{'s' if s.draft_wafers != 1 else ''}, grid "
             f"{s.draft_grid}) proposes {s.draft_tokens}, acceptance {s.acceptance:.2f} -> {s.expected_tokens_per_step:.2f} "
-            f"tokens per step",
+            f"tokens per step" + (f" (acceptance {r.acceptance_source})" if r.acceptance_source.startswith("measured") else ""),
             f"  step {s.step_s * 1e6:.1f} µs = {s.draft_tokens} x {s.draft_token_s * 1e6:.1f} µs draft + "
             f"{s.transfer_s * 1e6:.1f} µs ids across + {s.verify_s * 1e6:.1f} µs verify of {s.draft_tokens + 1} tokens"
             f" ({s.verify_passes} pass{'es' if s.verify_passes != 1 else ''}); target alone "
