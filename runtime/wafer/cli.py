@@ -59,6 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--placement", choices=("fewest-wafers", "fastest"), help="auto grid: fewest-wafers (default) "
                    "takes the fastest plan on the fewest wafers that hold the model; fastest takes the fastest plan "
                    "on up to --wafers")
+    p.add_argument("--users", type=int, metavar="U", help="concurrent users decoding, each with its own KV cache "
+                   "(default: 1): per-user speed against throughput")
     p.add_argument("--elems", type=int, metavar="E", help="--allreduce: 16-bit values reduced (default: 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write the wafer heat-map and latency bars")
@@ -231,6 +233,7 @@ def run_case(fields: dict):
         prefill_chunk=fields.get("prefill_chunk"),
         draft_tokens=fields.get("draft_tokens", 4), acceptance=fields.get("acceptance"),
         method=fields.get("method", "placed"), placement=fields.get("placement", "fewest-wafers"),
+        users=fields.get("users", 1),
     )
     if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
         raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")

@@ -81,7 +81,7 @@ def sram_parts(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, til
     kv = 0
     if sg.kind == "attn":
         kvc, cc = cdiv(sg.n_kv_heads * sg.head_dim, cols), cdiv(context, rows)
-        kv = 2 * kvc * cc * ACT_BYTES
+        kv = 2 * kvc * cc * ACT_BYTES * sg.kv_users
         buffers += (sg.n_heads // sg.n_kv_heads) * max(1, kvc // sg.head_dim) * cc  # scores
     return int(math.ceil(weights)) + vec_pe + kv, buffers * ACT_BYTES
 

@@ -66,6 +66,18 @@ class Speculation(msgspec.Struct, kw_only=True):
     speedup: float
 
 
+class Users(msgspec.Struct):
+    """Concurrent users (--users): per-user speed against total throughput, and where each stops growing."""
+
+    users: int
+    per_user_tokens_per_s: float
+    throughput_tokens_per_s: float
+    single_user_tokens_per_s: float
+    pipeline_users: int  # users the region pipeline holds before they slow each other (one token's time / the busiest)
+    busiest_region: str
+    kv_users_max: int  # users whose KV caches this placement's SRAM holds
+
+
 class Report(msgspec.Struct):
     model: str
     workload_source: str  # "graph" (ONNX partition) | "arch"
@@ -112,6 +124,7 @@ class Report(msgspec.Struct):
     # embedding counted, as is usual) and all the wafer holds
     active_params: int = 0
     total_params: int = 0
+    users: Users | None = None  # --users U > 1: decode_tokens_per_s and per_token_latency_s are then per user
     acceptance_source: str = ""  # "stated" (--acceptance A), or how the local runtime measured it (--acceptance measured)
     per_system: list[SystemReport] = []  # the target's wafers (placed method; [] for per-layer: one layer is timed)
 
@@ -226,6 +239,12 @@ def format_table(r: Report, max_layers: int = 2) -> str:
             f"#{p.wafer} layers {p.layers[0]}-{p.layers[1] if p.layers else ''} {p.weight_bytes / 1e9:.1f} GB "
             f"{p.decode_s * 1e6:.0f} µs" if p.layers else f"#{p.wafer} {p.weight_bytes / 1e9:.1f} GB {p.decode_s * 1e6:.0f} µs"
             for p in r.per_system))
+    u = r.users
+    if u:
+        lines.append(f"{u.users} users: {u.per_user_tokens_per_s:,.1f} tok/s each, {u.throughput_tokens_per_s:,.0f} tok/s in "
+                     f"all (one user alone {u.single_user_tokens_per_s:,.1f}); the pipeline holds {u.pipeline_users} users "
+                     f"before they slow each other (busiest region {u.busiest_region}); SRAM holds KV for "
+                     f"{u.kv_users_max} users at {r.context:,} tokens on this placement")
     total = sum(r.breakdown.values()) or 1.0
     top = sorted(r.breakdown.items(), key=lambda kv: -kv[1])[:4]
     lines.append("decode time goes to: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in top))

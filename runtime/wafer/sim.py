@@ -30,7 +30,7 @@ from .errors import WaferError
 from .hardware import WaferSpec
 from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, layer_region_groups, max_prefill_chunk, place,
                         prefill_sram_per_pe, sram_parts, sram_per_pe)
-from .report import GemvReport, RegionReport, Report, SubgraphReport, SystemReport
+from .report import GemvReport, RegionReport, Report, SubgraphReport, SystemReport, Users
 from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
 
 
@@ -53,6 +53,10 @@ class SimOptions(msgspec.Struct, kw_only=True):
     # measured"). The calibration points were measured this way, so the PE constants are fitted on it.
     method: str = "placed"
     placement: str = "fewest-wafers"  # auto grid: the fastest plan on the fewest wafers, or the fastest on any count
+    users: int = 1  # concurrent users decoding: each holds its own KV cache; their tokens pipeline through the regions
+
+
+MAX_USERS = 4096
 
 
 def _check(opts: SimOptions) -> None:
@@ -66,6 +70,8 @@ def _check(opts: SimOptions) -> None:
         raise WaferError(f"--prompt-len and --context must be > 0 (got {opts.prompt_len}, {opts.context})")
     if opts.prompt_len > opts.context:
         raise WaferError(f"--prompt-len {opts.prompt_len} exceeds --context {opts.context}: the prompt's KV must fit the cache")
+    if not 1 <= opts.users <= MAX_USERS:
+        raise WaferError(f"--users must be 1..{MAX_USERS} (got {opts.users})")
     if opts.wafers is not None and opts.wafers <= 0:
         raise WaferError(f"--wafers must be > 0 (got {opts.wafers})")
     if opts.prefill_chunk is not None and opts.prefill_chunk <= 0:
@@ -380,6 +386,10 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         if opts.method == "per-layer":
             raise WaferError("--draft needs --method placed: speculation runs the whole model, not one timed layer")
         speculative.check(opts.draft_tokens, opts.acceptance)
+    if opts.users > 1:
+        if draft is not None or opts.method == "per-layer":
+            raise WaferError("--users models concurrent plain decoding of the placed model (not with --draft or per-layer)")
+        w = w.for_users(opts.users)
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement,
               strips=opts.method == "placed")
@@ -396,7 +406,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         sg_reports.append(SubgraphReport(
             name=sg.name, kind=sg.kind, region=r.name, pes=r.width * r.height, grid=f"{r.height}x{r.width}",
             sram_bytes_per_pe=sram, sram_use_pct=round(100.0 * sram / hw.sram_bytes_per_pe, 2),
-            weight_bytes=sg.weight_bytes[opts.dtype], kv_bytes=sg.kv_bytes_per_token * opts.context,
+            weight_bytes=sg.weight_bytes[opts.dtype], kv_bytes=sg.kv_bytes_per_token * opts.context * sg.kv_users,
             macs_per_token=sg.macs_per_token + sg.attn_macs_per_token_per_ctx * opts.context,
             seconds=dec_sg[sg.name].total / clock, prefill_seconds=pre_sg[sg.name].total / clock,
             breakdown=dec_sg[sg.name].seconds(hw),
@@ -413,6 +423,9 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         spec, breakdown = speculative.speculate(sim, p, draft, opts.draft_tokens, opts.acceptance,
                                                 lambda d: _Sim(d, hw, opts))
         latency = spec.step_s / spec.expected_tokens_per_step
+    users = _users(p, w, hw, opts, dec, dec_sg) if opts.users > 1 else None
+    if users is not None:
+        latency = 1.0 / users.per_user_tokens_per_s
     prefill_s = pre.total / clock
     weight_bytes = w.weight_bytes(opts.dtype)
     systems = [] if per_layer else _per_system(p, w, sg_reports)
@@ -437,12 +450,37 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         prefill_chunks=plan.chunks, prefill_max_chunk_tokens=plan.max_chunk_tokens,
         prefill_sram_bytes_per_pe=plan.sram_bytes_per_pe,
         wafer_crossings_per_token=0 if per_layer else crossings(p), weight_bytes=weight_bytes,
-        kv_bytes=sum(sg.kv_bytes_per_token for sg in w.subgraphs) * opts.context,
+        kv_bytes=sum(sg.kv_bytes_per_token * sg.kv_users for sg in w.subgraphs) * opts.context,
         effective_sram_read_bytes_per_s=swept_per_s,
         subgraphs=sg_reports, regions=region_reports,
         acceptance=opts.acceptance if spec else None, draft_tokens=opts.draft_tokens if spec else 0, speculation=spec,
         active_params=sum(sg.active_weight_params + sg.vector_params for sg in w.subgraphs),
         total_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
+        users=users,
+    )
+
+
+def _users(p: Placement, w: Workload, hw: WaferSpec, opts: SimOptions, dec: Cost, dec_sg: dict) -> Users:
+    """U users decoding at once, their tokens pipelined through the regions (each region serves one user's token at a
+    time, in flow order): a user's next token waits for its own pass (one token's latency T) and for every region to
+    have served the others, so each user gets 1 / max(T, U x t_busiest) tokens per second. The pipeline holds
+    T / t_busiest users before they slow each other; SRAM holds the KV caches of as many users as the fullest attention
+    region has room for (this placement, its working buffers kept)."""
+    t_token = dec.total / hw.clock_hz
+    busy = {r.name: sum(dec_sg[s].total for s in r.subgraphs) / hw.clock_hz for r in p.regions}
+    busiest = max(busy, key=busy.get)
+    interval = max(t_token, opts.users * busy[busiest])
+    room = []
+    for r in p.regions:
+        for name in r.subgraphs:
+            sg = next(s for s in w.subgraphs if s.name == name)
+            if sg.kind == "attn":
+                per_user = 2 * cdiv(sg.n_kv_heads * sg.head_dim, r.width // r.tiles) * cdiv(opts.context, r.height) * ACT_BYTES
+                room.append(opts.users + (hw.tensor_bytes_per_pe - r.sram_bytes_per_pe) // per_user)
+    return Users(
+        users=opts.users, per_user_tokens_per_s=1.0 / interval, throughput_tokens_per_s=opts.users / interval,
+        single_user_tokens_per_s=1.0 / t_token, pipeline_users=max(1, int(t_token / busy[busiest])),
+        busiest_region=busiest, kv_users_max=int(min(room)) if room else opts.users,
     )
 
 

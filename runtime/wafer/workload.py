@@ -101,6 +101,7 @@ class Subgraph(msgspec.Struct):
     gather_cols: int = 0
     inputs: list[Tensor] = []
     outputs: list[Tensor] = []
+    kv_users: int = 1  # KV caches held resident: one per concurrent user (Workload.for_users)
 
     def mlp_parts(self) -> "MlpParts":
         """An mlp subgraph's projections by role (a mixture of experts has a router and expert stacks)."""
@@ -132,6 +133,11 @@ class Workload(msgspec.Struct):
 
     def weight_bytes(self, dtype: str) -> int:
         return sum(s.weight_bytes[dtype] for s in self.subgraphs)
+
+    def for_users(self, users: int) -> "Workload":
+        """The same model serving `users` concurrent users: each has its own KV cache resident beside the weights."""
+        subs = [msgspec.structs.replace(s, kv_users=users) if s.kind == "attn" else s for s in self.subgraphs]
+        return msgspec.structs.replace(self, subgraphs=subs)
 
     def active_weight_bytes(self, dtype: str) -> int:
         """Bytes of weights one token reads (a mixture of experts reads only its chosen experts)."""
