@@ -56,3 +56,25 @@ def test_unknown_names_and_missing_files():
         load_hardware("cs9")
     with pytest.raises(WaferError, match="not found"):
         load_hardware("/nonexistent/hw.toml")
+
+
+def test_the_topology_of_the_links_sets_the_way_back_to_the_first_system():
+    import msgspec
+
+    from runtime.wafer.sim import SimOptions, simulate
+    from runtime.wafer.workload import load_arch, workload_for_arch
+
+    w = workload_for_arch(load_arch("llama3.1-70b"))
+    hw = load_hardware("wse3")
+    run = lambda **kw: simulate(w, msgspec.structs.replace(hw, **kw), SimOptions(context=4096, wafers=5))  # noqa: E731
+    switched, ring, chain = run(), run(wafer_topology="ring"), run(wafer_topology="chain")
+    assert switched.wafers_used == 5
+    assert ring.per_token_latency_s == pytest.approx(switched.per_token_latency_s)  # last and first are neighbours
+    # a chain sends the next token's id back over 4 links and through the 3 wafers between
+    extra = 3 * (hw.wafer_link_latency_s + 4 / hw.wafer_link_bytes_per_s) + 3 * (hw.mesh_width_pes + 8) / hw.clock_hz
+    assert chain.per_token_latency_s - switched.per_token_latency_s == pytest.approx(extra, rel=0.01)
+    slow = run(wafer_switch_latency_s=2e-6)  # every crossing pays the switch: 4 forward + 1 back
+    assert slow.per_token_latency_s - switched.per_token_latency_s == pytest.approx(5 * 2e-6, rel=0.01)
+    with pytest.raises(WaferError, match="wafer_topology"):
+        from runtime.wafer.hardware import spec_from_dict, load_preset_dict
+        spec_from_dict({**load_preset_dict("wse3"), "wafer_topology": "mesh"}, "x")

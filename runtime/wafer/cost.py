@@ -192,11 +192,16 @@ def transfer(hw: WaferSpec, hops: int, elems: int, bytes_per_elem: float = ACT_B
     return Cost().add(component, hw.collective_setup_cycles + hops * hw.hop_latency_cycles + 2 * hw.ramp_latency_cycles + w)
 
 
-def wafer_crossing(hw: WaferSpec, nbytes: int, edge_hops: int) -> Cost:
-    """Hidden state leaves one wafer and enters the next: `edge_hops` to the I/O edge on the way out plus from it on
-    the way in, the link latency, and the bytes at link rate."""
-    link_s = hw.wafer_link_latency_s + nbytes / hw.wafer_link_bytes_per_s
-    return Cost().add("wafer_crossing", link_s * hw.clock_hz + edge_hops * hw.hop_latency_cycles + 4 * hw.ramp_latency_cycles)
+def wafer_crossing(hw: WaferSpec, nbytes: int, edge_hops: int, links: int = 1) -> Cost:
+    """Hidden state leaves one wafer and enters another: `edge_hops` to the I/O edge on the way out plus from it on
+    the way in, the link latency, and the bytes at link rate; over `links` links (a chain's long way back) each
+    wafer between is crossed edge to edge too; a switched topology adds its switch once."""
+    link_s = links * (hw.wafer_link_latency_s + nbytes / hw.wafer_link_bytes_per_s)
+    if hw.wafer_topology == "switched":
+        link_s += hw.wafer_switch_latency_s
+    through = (links - 1) * (hw.mesh_width_pes * hw.hop_latency_cycles + 4 * hw.ramp_latency_cycles)
+    return Cost().add("wafer_crossing", link_s * hw.clock_hz + edge_hops * hw.hop_latency_cycles + 4 * hw.ramp_latency_cycles
+                      + through)
 
 
 def host_io(hw: WaferSpec, nbytes: int) -> Cost:

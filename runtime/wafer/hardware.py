@@ -30,6 +30,9 @@ MAX_MESH_SIDE = 1 << 16  # PEs per side (WSE-3: 762 x 1172); the planner scans g
 MAX_VALUE = 1e18  # any count, size or rate: past this it is a typo (and inf/NaN make every time 0 or NaN)
 
 
+TOPOLOGIES = ("switched", "ring", "chain")
+
+
 class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One wafer-scale engine (and how several are linked). Units are in the names."""
 
@@ -52,6 +55,11 @@ class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # -- beyond one wafer
     wafer_link_bytes_per_s: float
     wafer_link_latency_s: float
+    # how systems are linked: "switched" (every pair one link, through a switch of wafer_switch_latency_s), "ring"
+    # (neighbours linked, the last to the first: the shorter way round), "chain" (neighbours only: a token id going
+    # back from the last system to the first crosses every link and every wafer between)
+    wafer_topology: str = "switched"
+    wafer_switch_latency_s: float = 0.0
     host_io_bytes_per_s: float
     host_io_latency_s: float
     # -- the PE software (kernel) constants
@@ -70,6 +78,15 @@ class WaferSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def tensor_bytes_per_pe(self) -> int:
         return self.sram_bytes_per_pe - self.sram_reserved_bytes_per_pe
 
+    def links_between(self, a: int, b: int, wafers: int) -> int:
+        """System-to-system links a message from wafer a to wafer b crosses (the topology above)."""
+        d = abs(a - b)
+        if d == 0:
+            return 0
+        if self.wafer_topology == "switched":
+            return 1
+        return min(d, wafers - d) if self.wafer_topology == "ring" else d
+
     @property
     def relay_cycles(self) -> float:
         """beta: one software relay = ramp down + add + ramp up (Luczynski et al. HPDC'24: 2 T_R + 1)."""
@@ -80,6 +97,8 @@ def _validate(spec: WaferSpec, origin: str) -> WaferSpec:
     def bad(msg: str) -> WaferError:
         return WaferError(f"hardware {origin}: {msg}")
 
+    if spec.wafer_topology not in TOPOLOGIES:
+        raise bad(f"wafer_topology must be one of {', '.join(TOPOLOGIES)} (got {spec.wafer_topology!r:.40})")
     for field in WaferSpec.__struct_fields__:
         value = getattr(spec, field)
         if isinstance(value, (int, float)) and not (math.isfinite(value) and abs(value) <= MAX_VALUE):
@@ -94,7 +113,7 @@ def _validate(spec: WaferSpec, origin: str) -> WaferSpec:
     for field in ("clock_hz", "wafer_link_bytes_per_s", "host_io_bytes_per_s"):
         if not getattr(spec, field) > 0:
             raise bad(f"{field} must be > 0 (got {getattr(spec, field)})")
-    for field in ("macs_per_cycle_8bit", "macs_per_cycle_4bit", "hop_latency_cycles", "ramp_latency_cycles", "wafer_link_latency_s", "host_io_latency_s",
+    for field in ("macs_per_cycle_8bit", "macs_per_cycle_4bit", "hop_latency_cycles", "ramp_latency_cycles", "wafer_link_latency_s", "wafer_switch_latency_s", "host_io_latency_s",
                   "vector_op_issue_cycles", "loop_step_cycles", "map_step_cycles", "collective_setup_cycles", "relay_alu_cycles",
                   "sram_reserved_bytes_per_pe"):
         if getattr(spec, field) < 0:

@@ -112,7 +112,8 @@ class _Sim:
         return min(centre, self.hw.mesh_width_pes - centre)
 
     def hop(self, a: Region, b: Region, tokens: int, grid_rows: int, grid_cols: int, ids: bool = False) -> Cost:
-        key = ("hop", a.wafer == b.wafer, abs(a.x - b.x) + abs(a.y - b.y), self._edge_hops(a) + self._edge_hops(b), tokens, ids)
+        links = self.hw.links_between(a.wafer, b.wafer, max(a.wafer, b.wafer) + 1)  # exact for the way back: a is the last
+        key = ("hop", links, abs(a.x - b.x) + abs(a.y - b.y), self._edge_hops(a) + self._edge_hops(b), tokens, ids)
         c = self.cache.get(key)
         if c is None:
             d = self.w.d_model
@@ -124,7 +125,7 @@ class _Sim:
                     c = C.transfer(self.hw, hops, cdiv(tokens, grid_rows) * cdiv(d, grid_cols) if tokens > 1 else cdiv(d, grid_rows))
             else:
                 nbytes = tokens * (TOKEN_ID_BYTES if ids else d * ACT_BYTES)
-                c = C.wafer_crossing(self.hw, nbytes, self._edge_hops(a) + self._edge_hops(b))
+                c = C.wafer_crossing(self.hw, nbytes, self._edge_hops(a) + self._edge_hops(b), links)
             self.cache[key] = c
         return c
 
