@@ -23,7 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_DIR = Path(__file__).parent / "presets"
-HARDWARE_PRESETS = ("wse2", "wse3")
+HARDWARE_PRESETS = ("wse2", "wse3", "cs3")
 WEIGHT_BLOCK_BYTES = 64  # one quantization block: 32 weights x 16 bit; a PE must hold at least one
 HARDWARE_FILE_LIMIT = 1 << 20  # bytes; a hardware TOML is a few dozen lines
 MAX_MESH_SIDE = 1 << 16  # PEs per side (WSE-3: 762 x 1172); the planner scans grid sides one by one
@@ -151,13 +151,16 @@ def spec_from_dict(data: dict, origin: str) -> WaferSpec:
 
 
 def load_preset_dict(name: str) -> dict:
+    """A preset's fields; a preset with `base` is that preset with its own fields over it (cs3 = wse3 + the vendor fit)."""
     if name not in HARDWARE_PRESETS:
         raise WaferError(f"unknown hardware preset '{name}' (known: {', '.join(HARDWARE_PRESETS)}, or a .toml file)")
-    return _read_toml(PRESET_DIR / f"{name}.toml")
+    data = _read_toml(PRESET_DIR / f"{name}.toml")
+    base = data.pop("base", None)
+    return {**load_preset_dict(base), **data} if base and base != name else data
 
 
 def load_hardware(name_or_path: str = "wse3", clock_hz: float | None = None) -> WaferSpec:
-    """A preset name ("wse2", "wse3") or a user TOML: `base = "wse3"` (default) plus any fields to override."""
+    """A preset name ("wse2", "wse3", "cs3") or a user TOML: `base = "wse3"` (default) plus any fields to override."""
     if name_or_path in HARDWARE_PRESETS:
         data, origin = load_preset_dict(name_or_path), name_or_path
     else:
