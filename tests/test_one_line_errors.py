@@ -87,8 +87,8 @@ def files(tiny_gguf: Path, tiny_bundle: Path, tmp_path_factory) -> dict[str, Pat
     f["deep"].write_text("[" * 200_000 + "]" * 200_000)
     f["hw_latin1"] = d / "hw.toml"
     f["hw_latin1"].write_bytes("clock_hz = 1e9  # 1 GHz à peu près\n".encode("latin-1"))
-    f["hw_thin"] = d / "thin.toml"  # a 4 x 1000 PE mesh: the whole layer fits a wafer, no square grid holds it
-    f["hw_thin"].write_text("mesh_width_pes = 1000\nmesh_height_pes = 4\n")
+    f["hw_thin"] = d / "thin.toml"  # a 1 x 1000 PE mesh: the whole layer fits a wafer, no square grid or strip holds it
+    f["hw_thin"].write_text("mesh_width_pes = 1000\nmesh_height_pes = 1\n")  # (4 x 1000 places, as 4-row strips)
     f["hw_small"] = d / "small.toml"  # 16 x 16 PEs: SRAM enough within 256 wafers, but the rectangles never place
     f["hw_small"].write_text("mesh_width_pes = 16\nmesh_height_pes = 16\n")
     f["hw_line"] = d / "line.toml"  # one PE row: a GEMV that fits the wafer in total fits no square grid

@@ -78,3 +78,12 @@ def test_forced_grid_uses_as_many_wafers_as_it_needs():
     small = simulate(w8, hw2, SimOptions(grid=(360, 360), context=4096))
     assert big.wafers_used > small.wafers_used > 1
     assert big.grid == "720x720" and big.grid_forced
+
+
+def test_a_layer_no_square_holds_may_still_place_as_full_height_strips(tmp_path):
+    from runtime.wafer.cli import run_case
+
+    thin = tmp_path / "thin.toml"
+    thin.write_text("mesh_width_pes = 1000\nmesh_height_pes = 4\n")  # no square grid holds a SmolLM2 layer
+    r = run_case({"arch": "smollm2-135m", "hardware": str(thin)})
+    assert r.decode_tokens_per_s > 0 and all(g.height == 4 for g in r.regions)
