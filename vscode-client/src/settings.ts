@@ -22,7 +22,7 @@ export const SERVED_LANGUAGES: readonly string[] = [
 export const SECTION = "waferline";
 
 export type Mode = "line" | "block";
-export type Hardware = "wse2" | "wse3";
+export type Hardware = "cs3" | "wse2" | "wse3";
 export type ServerLogLevel = "error" | "warning" | "info" | "debug";
 export type Backend = "local" | "llamacpp" | "openai" | "openai-raw";
 export type FimTemplate = "" | "qwen2.5-coder" | "starcoder" | "codellama" | "deepseek-coder";
@@ -91,7 +91,7 @@ const SERVER_READERS: { [K in keyof ServerSettings]: Reader<ServerSettings[K]> }
   maxPromptTokens: intFrom(1),
   temperature: nonNegative,
   mode: oneOf<Mode>("line", "block"),
-  hardware: oneOf<Hardware>("wse2", "wse3"),
+  hardware: oneOf<Hardware>("cs3", "wse2", "wse3"),
   enabled: bool,
   logLevel: oneOf<ServerLogLevel>("error", "warning", "info", "debug"),
   threads: intFrom(1),
