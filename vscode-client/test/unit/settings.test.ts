@@ -38,7 +38,7 @@ describe("package.json agrees with the code", () => {
       assert.deepEqual(DEFAULT_SERVER_SETTINGS[key as keyof typeof DEFAULT_SERVER_SETTINGS], properties[`waferline.${key}`].default, key);
     }
     assert.deepEqual(properties["waferline.mode"].enum, ["line", "block"]);
-    assert.deepEqual(properties["waferline.hardware"].enum, ["wse2", "wse3"]);
+    assert.deepEqual(properties["waferline.hardware"].enum, ["cs3", "wse2", "wse3"]);
   });
 
   it("refuses a manifest whose default is missing or of the wrong type", () => {
