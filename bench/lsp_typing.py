@@ -221,7 +221,7 @@ class LspAsk:
 class LspEditor:
     """VS Code in front of our server: the LSP traffic of a typing session."""
 
-    def __init__(self, model: str, doc: TypingDoc, threads: int, stderr, path: str = "typing.py",
+    def __init__(self, model: str, doc: TypingDoc, threads: int, stderr, *, path: str = "typing.py",
                  tabs: dict[str, str] | None = None, options: dict | None = None):
         self.doc = doc
         self.uri = f"file:///bench/{path}"
@@ -512,7 +512,7 @@ def ours_factory(bundle: str, threads: int, stderr, path: str = "typing.py", tab
         f", {k} {v}" for k, v in (options or {}).items())
 
     def make(doc: TypingDoc):
-        return LspEditor(bundle, doc, threads, stderr, path, tabs, options), what
+        return LspEditor(bundle, doc, threads, stderr, path=path, tabs=tabs, options=options), what
 
     return make
 

@@ -478,7 +478,7 @@ class Bench:
 
         def make_remote(doc):
             ed = RecordingEditor(self.bundle, doc, a.threads, self.stderr,
-                                 remote_options(self.proxies["ours"].url, a.remote_timeout_ms))
+                                 options=remote_options(self.proxies["ours"].url, a.remote_timeout_ms))
             recorded.append(ed)
             return ed, f"waferline server, openai-raw ({FIM_TEMPLATE}) via the proxy"
 
@@ -498,6 +498,9 @@ class Bench:
             run, t0, t1 = self.typing_session("remote", make_remote)
             side = self.server_side("ours", t0, t1)
             conns = self.completions("ours", t0, t1)
+            if not conns:  # a misconfigured session would otherwise be timed as if it were remote
+                raise SystemExit("remote: our server sent no request to the llama.cpp server: the session did not "
+                                 "run the remote backend (check the options given to the editor)")
             ed = recorded[-1]
             matched, ours_ms = {}, []  # pause requests that reached the server: conn index -> our latency
             for p, ask in zip(ed.handles, run.asks):
