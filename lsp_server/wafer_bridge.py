@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from runtime.errors import WaferlineError
-from runtime.wafer import plot_report, simulate_bundle
+from runtime.wafer import explore_chart, plot_report, simulate_bundle
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class WaferUnavailable(Exception):
 
 _lock = threading.Lock()
 _reports: dict[tuple[str, str], Any] = {}
+_charts: dict[str, str | None] = {}  # hardware -> the explore chart's path (None: it failed; not retried)
 _plot_dir: Path | None = None
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -67,18 +68,40 @@ def private_dir() -> Path:
 
 
 def write_plot(report, directory: Path, hardware: str) -> Path:
+    """The report's heat-map into `directory` (_write_png)."""
+    return _write_png(lambda tmp: plot_report(report, tmp), directory, f"{report.model}-{Path(hardware).stem}")
+
+
+def _write_png(draw, directory: Path, stem: str) -> Path:
     """Render into a fresh file in `directory`, then rename it over the final name: a link planted at that name is
     replaced, never followed."""
-    final = directory / (_UNSAFE_NAME.sub("_", f"{report.model}-{Path(hardware).stem}")[:120] + ".png")
+    final = directory / (_UNSAFE_NAME.sub("_", stem)[:120] + ".png")
     fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=directory)
     os.close(fd)
     try:
-        plot_report(report, tmp)
+        draw(tmp)
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return final
+
+
+def explore_plot(hardware: str, plot_dir: Path) -> str | None:
+    """The explore chart for this hardware (which public models reach 1,000 tok/s per user on it), drawn once per
+    hardware and process: ~12 simulations, a few seconds. None when it cannot be drawn (the report still shows)."""
+    with _lock:
+        cached = _charts.get(hardware, "")
+    if cached is None or (cached and Path(cached).is_file() and not Path(cached).is_symlink()):
+        return cached  # (a chart since replaced by anything but our file is drawn again)
+    path = None
+    try:
+        path = str(_write_png(lambda tmp: explore_chart(hardware, tmp), plot_dir, f"explore-{Path(hardware).stem}"))
+    except Exception as exc:  # noqa: BLE001 - a failed picture must not lose the report
+        log.warning("wafer explore chart failed: %s", exc)
+    with _lock:
+        _charts[hardware] = path
+    return path
 
 
 def _report(bundle_path: str | Path, hardware: str):
@@ -98,14 +121,16 @@ def _report(bundle_path: str | Path, hardware: str):
 
 
 def simulate(bundle_path: str | Path, hardware: str, plot_dir: str | Path | None = None) -> dict[str, Any]:
-    """{report, plot_path} for the served bundle on a hardware preset or configured file; raises WaferUnavailable."""
+    """{report, plot_path, explore_plot_path} for the served bundle on a hardware preset or configured file; raises WaferUnavailable."""
     report = _report(bundle_path, hardware)
     plot_path = None
+    directory = Path(plot_dir) if plot_dir else private_dir()
     try:
-        plot_path = str(write_plot(report, Path(plot_dir) if plot_dir else private_dir(), hardware))
+        plot_path = str(write_plot(report, directory, hardware))
     except Exception as exc:  # noqa: BLE001 - a failed picture must not lose the report
         log.warning("wafer plot failed: %s", exc)
-    return {"report": msgspec.to_builtins(report), "plot_path": plot_path}
+    return {"report": msgspec.to_builtins(report), "plot_path": plot_path,
+            "explore_plot_path": explore_plot(hardware, directory)}
 
 
 def warm(bundle_path: str | Path, hardware: str) -> None:
@@ -137,3 +162,4 @@ def estimate(bundle_path: str | Path, hardware: str, prompt_tokens: int, new_tok
 def reset_cache() -> None:
     with _lock:
         _reports.clear()
+        _charts.clear()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import WaferError
 
-__all__ = ["WaferError", "simulate_bundle", "plot_report"]
+__all__ = ["WaferError", "simulate_bundle", "plot_report", "explore_chart"]
 
 
 def simulate_bundle(bundle: str | Path, hardware: str = "wse3", **options):
@@ -33,3 +33,13 @@ def plot_report(report, out: str | Path) -> Path:
     from .plot import plot_report as _plot
 
     return _plot(report, out)
+
+
+def explore_chart(hardware: str, out: str | Path, archs=None) -> Path:
+    """The explore sweep's chart (explore.py: which models reach 1,000 tok/s per user on 1 or 4 wafers at 8K, no
+    speculation), a small one for the editor's report; `out` a .png path."""
+    from .explore import REPORT_ARCHS, explore
+    from .plot import plot_explore
+
+    return plot_explore(explore(archs or REPORT_ARCHS, ("bf16",), (1, 4), (8192,), None, 0, 1000.0, hardware,
+                                progress=False), out)

@@ -146,12 +146,14 @@ def test_report_image_is_private_and_never_follows_a_link(tiny_bundle, tmp_path,
         assert wait_state(c, {"ready"})["state"] == "ready"
         for attempt in range(2):
             resp, _ = c.request("waferline/simulate", {"hardware": "wse3"}, timeout=120)
-            plot = Path(resp["result"]["plot_path"])
-            assert plot.is_file() and not plot.is_symlink()
-            assert stat.S_IMODE(os.lstat(plot.parent).st_mode) == 0o700
-            if attempt == 0:  # plant a link where the next image goes
-                plot.unlink()
-                plot.symlink_to(victim)
+            plot, chart = Path(resp["result"]["plot_path"]), Path(resp["result"]["explore_plot_path"])
+            assert plot.is_file() and not plot.is_symlink() and chart.is_file() and not chart.is_symlink()
+            assert stat.S_IMODE(os.lstat(plot.parent).st_mode) == 0o700 and chart.parent == plot.parent
+            assert chart.read_bytes()[:4] == b"\x89PNG"
+            if attempt == 0:  # plant a link where the next images go
+                for image in (plot, chart):
+                    image.unlink()
+                    image.symlink_to(victim)
         assert victim.read_text() == "precious"
     finally:
         c.close()

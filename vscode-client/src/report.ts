@@ -27,6 +27,11 @@ export class WaferReport implements vscode.Disposable {
         plotUri: result.plot_path
           ? panel.webview.asWebviewUri(vscode.Uri.file(result.plot_path)).toString()
           : undefined,
+        // drawn into the same private folder as the plot, so the panel's one resource root covers it
+        exploreUri:
+          result.explore_plot_path && result.plot_path && path.dirname(result.explore_plot_path) === plotDir
+            ? panel.webview.asWebviewUri(vscode.Uri.file(result.explore_plot_path)).toString()
+            : undefined,
         cspSource: panel.webview.cspSource,
       });
       panel.reveal(undefined, true);

@@ -6,6 +6,8 @@
 export interface SimulateResult {
   report: unknown;
   plot_path: string | null;
+  /** The explore sweep's chart: which public models reach 1,000 tok/s per user on this hardware (older servers: absent). */
+  explore_plot_path?: string | null;
 }
 
 export interface ReportPage {
@@ -13,6 +15,8 @@ export interface ReportPage {
   result: SimulateResult;
   /** Webview URI of the plot (webview.asWebviewUri), or undefined when there is none. */
   plotUri?: string;
+  /** Webview URI of the explore chart, or undefined. */
+  exploreUri?: string;
   /** webview.cspSource. */
   cspSource: string;
 }
@@ -109,6 +113,10 @@ export function renderReportHtml(page: ReportPage): string {
   const plot = page.plotUri
     ? `<img class="plot" src="${escapeHtml(page.plotUri)}" alt="Wafer heat-map and latency breakdown">`
     : `<p class="none">The server returned no plot (matplotlib missing, or plotting failed; see the Waferline output).</p>`;
+  const chart = page.exploreUri
+    ? `<h2>Which models reach 1,000 tok/s per user on this hardware</h2>
+<img class="explore" src="${escapeHtml(page.exploreUri)}" alt="Decode tok/s per user against active parameters, 1 and 4 wafers">`
+    : "";
   const body = isPlainObject(result.report)
     ? renderSections("Report", result.report)
     : `<p class="none">The report is empty.</p>`;
@@ -122,7 +130,7 @@ export function renderReportHtml(page: ReportPage): string {
 <title>${escapeHtml(page.title)}</title>
 <style>
   body { font-family: var(--vscode-font-family); color: var(--vscode-foreground); padding: 0 1em 2em; }
-  img.plot { max-width: 100%; background: white; border: 1px solid var(--vscode-panel-border); }
+  img.plot, img.explore { max-width: 100%; background: white; border: 1px solid var(--vscode-panel-border); }
   table { border-collapse: collapse; margin: 0.5em 0 1em; }
   th, td { border: 1px solid var(--vscode-panel-border); padding: 2px 8px; text-align: left; }
   td { font-variant-numeric: tabular-nums; }
@@ -134,6 +142,7 @@ export function renderReportHtml(page: ReportPage): string {
 <body>
 <h1>${escapeHtml(page.title)}</h1>
 ${plot}
+${chart}
 ${body}
 <details><summary>Report JSON</summary><pre>${json}</pre></details>
 </body>

@@ -492,21 +492,25 @@ async function run(browser: Browser, url: string): Promise<void> {
     }
     // The webview is an iframe holding another iframe with our HTML.
     const frame = page.frameLocator("iframe.webview.ready").frameLocator("iframe#active-frame");
-    const plot = frame.locator("img.plot");
-    await plot.waitFor({ state: "visible", timeout: TIMEOUT_ACTION_MS });
-    await plot.evaluate(
-      (img: HTMLImageElement) =>
-        img.complete && img.naturalWidth > 0
-          ? undefined
-          : new Promise((resolve, reject) => {
-              img.addEventListener("load", resolve, { once: true });
-              img.addEventListener("error", () => reject(new Error("plot image failed to load")), { once: true });
-            }),
-    );
-    const size = await plot.evaluate((img: HTMLImageElement) => `${img.naturalWidth}x${img.naturalHeight}`);
+    const loaded = async (selector: string): Promise<string> => {
+      const img = frame.locator(selector);
+      await img.waitFor({ state: "visible", timeout: TIMEOUT_ACTION_MS });
+      await img.evaluate(
+        (el: HTMLImageElement) =>
+          el.complete && el.naturalWidth > 0
+            ? undefined
+            : new Promise((resolve, reject) => {
+                el.addEventListener("load", resolve, { once: true });
+                el.addEventListener("error", () => reject(new Error("image failed to load")), { once: true });
+              }),
+      );
+      return img.evaluate((el: HTMLImageElement) => `${el.naturalWidth}x${el.naturalHeight}`);
+    };
+    const size = await loaded("img.plot");
+    const chart = await loaded("img.explore"); // which public models reach 1,000 tok/s on this hardware
     const tables = await frame.locator("table").count();
     summary.screenshots.push(await shot(page, "10-wafer-report"));
-    return `plot ${size} px, ${tables} tables`;
+    return `plot ${size} px, explore chart ${chart} px, ${tables} tables`;
   });
 
   await page.close();

@@ -45,6 +45,19 @@ describe("renderReportHtml", () => {
     const bare = renderReportHtml({ title: "t", result: { report: null, plot_path: null }, cspSource: "x" });
     assert.match(bare, /returned no plot/);
     assert.match(bare, /report is empty/);
+    assert.doesNotMatch(bare, /img class="explore"/);
+  });
+
+  it("shows the explore chart when the server drew one", () => {
+    const withChart = renderReportHtml({
+      title: "t",
+      result: { report, plot_path: "/tmp/plot.png", explore_plot_path: "/tmp/explore-wse3.png" },
+      plotUri: "https://x/plot.png",
+      exploreUri: "https://x/explore-wse3.png",
+      cspSource: "x",
+    });
+    assert.match(withChart, /<img class="explore" src="https:\/\/x\/explore-wse3\.png"/);
+    assert.match(withChart, /reach 1,000 tok\/s per user/);
   });
 });
 
