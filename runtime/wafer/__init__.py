@@ -1,13 +1,14 @@
 """Wafer-scale engine simulator: how fast the served decoder would run on a Cerebras-class wafer, and why.
 
 Four parts kept apart (as Timeloop and LLMCompass do):
-    hardware.py   WaferSpec from TOML presets (wse2, wse3) + user overrides
+    hardware.py   WaferSpec from TOML presets (wse2, wse3, cs3) + user overrides
     workload.py   the decoder's ONNX graph cut into tile subgraphs (embedding, attention, MLP, head)
     placement.py  rectangles of PEs sized for SRAM residency, serpentine over one or more wafers
     cost.py       per-token decode and per-chunk prefill: local MACs, SRAM, collectives, hops, crossings, host I/O
     precision.py  low-bit weights as they run: packed reads, native 8/4-bit MACs (hardware parameters), dequantisation
-sim.py ties them together (and pipelines an auto-placed prompt through the layers in chunks); report.py / plot.py / cli.py present the result; partition.py runs the cut graph in
-ONNX Runtime to prove that what is simulated is what is served.
+sim.py ties them together (and pipelines an auto-placed prompt through the layers in chunks); speculative.py (a draft
+model), users.py (concurrent users) and explore.py (sweeps) build on it; report.py / plot.py / cli.py present the
+result; partition.py runs the cut graph in ONNX Runtime to prove that what is simulated is what is served.
 """
 
 from __future__ import annotations

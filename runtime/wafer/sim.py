@@ -30,7 +30,8 @@ from .errors import WaferError
 from .hardware import WaferSpec
 from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, layer_region_groups, max_prefill_chunk, place,
                         prefill_sram_per_pe, sram_parts, sram_per_pe)
-from .report import GemvReport, RegionReport, Report, SubgraphReport, SystemReport, Users
+from .report import GemvReport, RegionReport, Report, SubgraphReport, SystemReport
+from .users import concurrent_users
 from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
 
 
@@ -424,7 +425,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         spec, breakdown = speculative.speculate(sim, p, draft, opts.draft_tokens, opts.acceptance,
                                                 lambda d: _Sim(d, hw, opts))
         latency = spec.step_s / spec.expected_tokens_per_step
-    users = _users(p, w, hw, opts, dec, dec_sg) if opts.users > 1 else None
+    users = concurrent_users(p, w, hw, opts.users, opts.context, dec, dec_sg) if opts.users > 1 else None
     if users is not None:
         latency = 1.0 / users.per_user_tokens_per_s
     prefill_s = pre.total / clock
@@ -458,30 +459,6 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         active_params=sum(sg.active_weight_params + sg.vector_params for sg in w.subgraphs),
         total_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
         users=users,
-    )
-
-
-def _users(p: Placement, w: Workload, hw: WaferSpec, opts: SimOptions, dec: Cost, dec_sg: dict) -> Users:
-    """U users decoding at once, their tokens pipelined through the regions (each region serves one user's token at a
-    time, in flow order): a user's next token waits for its own pass (one token's latency T) and for every region to
-    have served the others, so each user gets 1 / max(T, U x t_busiest) tokens per second. The pipeline holds
-    T / t_busiest users before they slow each other; SRAM holds the KV caches of as many users as the fullest attention
-    region has room for (this placement, its working buffers kept)."""
-    t_token = dec.total / hw.clock_hz
-    busy = {r.name: sum(dec_sg[s].total for s in r.subgraphs) / hw.clock_hz for r in p.regions}
-    busiest = max(busy, key=busy.get)
-    interval = max(t_token, opts.users * busy[busiest])
-    room = []
-    for r in p.regions:
-        for name in r.subgraphs:
-            sg = next(s for s in w.subgraphs if s.name == name)
-            if sg.kind == "attn":
-                per_user = 2 * cdiv(sg.n_kv_heads * sg.head_dim, r.width // r.tiles) * cdiv(opts.context, r.height) * ACT_BYTES
-                room.append(opts.users + (hw.tensor_bytes_per_pe - r.sram_bytes_per_pe) // per_user)
-    return Users(
-        users=opts.users, per_user_tokens_per_s=1.0 / interval, throughput_tokens_per_s=opts.users / interval,
-        single_user_tokens_per_s=1.0 / t_token, pipeline_users=max(1, int(t_token / busy[busiest])),
-        busiest_region=busiest, kv_users_max=int(min(room)) if room else opts.users,
     )
 
 
