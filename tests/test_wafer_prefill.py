@@ -93,3 +93,19 @@ def test_forced_grid_whose_meshgemm_tiles_do_not_fit_is_a_clear_error():
         simulate(W8, HW2, SimOptions(grid=(420, 420), prefill_chunk=8))
     with pytest.raises(WaferError, match="must be > 0"):
         simulate(W8, HW3, SimOptions(prefill_chunk=0))
+
+
+def test_prefill_and_decode_on_grids_of_their_own_in_one_run():
+    """WaferLLM timed decode on 420x420 and prefill on 720x720: one run gives both, plus the weights' move between."""
+    from runtime.wafer.cli import run_case
+
+    base = dict(arch="llama3-8b", hardware="wse2", method="per-layer", context=4096, prompt_len=4096)
+    both = run_case({**base, "grid": "420x420", "prefill_grid": "720x720"})
+    decode, prefill = run_case({**base, "grid": "420x420"}), run_case({**base, "grid": "720x720"})
+    assert both.decode_tokens_per_s == decode.decode_tokens_per_s
+    assert both.prefill_tokens_per_s == prefill.prefill_tokens_per_s > decode.prefill_tokens_per_s
+    assert both.prefill_grid == "720x720" and 0 < both.relayout_s < 1e-3  # ~218 MB over 420 links each way
+    same = run_case({**base, "grid": "420x420", "prefill_grid": "420x420"})
+    assert same.relayout_s == 0 and same.prefill_tokens_per_s == decode.prefill_tokens_per_s
+    with pytest.raises(WaferError, match="--prefill-grid needs a forced --grid"):
+        run_case({"arch": "llama3-8b", "prefill_grid": "720x720"})

@@ -40,6 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=DEFAULT_HARDWARE, metavar="wse2|wse3|FILE.toml", help="default: %(default)s")
     p.add_argument("--wafers", type=int, metavar="N", help="wafers available (default: as many as the placement needs)")
     p.add_argument("--grid", default="auto", metavar="RxC|auto", help="per-layer PE grid (default: auto)")
+    p.add_argument("--prefill-grid", metavar="RxC", help="forced grids: time prefill on a grid of its own (WaferLLM "
+                   "used different grids for prefill and decode) and the weights' move to the decode grid's layout")
     p.add_argument("--collective", default="ktree", choices=("ktree", "pipeline", "ring"), help="allreduce algorithm")
     p.add_argument("--clock-hz", type=float, metavar="F", help="override the preset clock")
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp8", "int8", "int4"), help="weight precision on the wafer")
@@ -233,7 +235,7 @@ def run_case(fields: dict):
         prefill_chunk=fields.get("prefill_chunk"),
         draft_tokens=fields.get("draft_tokens", 4), acceptance=fields.get("acceptance"),
         method=fields.get("method", "placed"), placement=fields.get("placement", "fewest-wafers"),
-        users=fields.get("users", 1),
+        users=fields.get("users", 1), prefill_grid=parse_grid(fields.get("prefill_grid")),
     )
     if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
         raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")

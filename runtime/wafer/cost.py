@@ -38,7 +38,7 @@ from .workload import ACT_BYTES, TOKEN_ID_BYTES, WEIGHT_BYTES, Subgraph
 COMPONENTS = (
     "compute", "sram_read", "instr_issue", "nonlinear",
     "fabric_hops", "relays", "ramp", "wavelets", "coll_setup",
-    "region_hops", "wafer_crossing", "host_io", "expert_dispatch",
+    "region_hops", "wafer_crossing", "host_io", "expert_dispatch", "wafer_relayout",
 )
 COLLECTIVES = ("ktree", "pipeline", "ring")
 # fabric colors each algorithm routes per axis (WaferLLM comm_pe.csl: 2 chains x 2 phases + 2 broadcast = 6 for ktree)
@@ -202,6 +202,14 @@ def wafer_crossing(hw: WaferSpec, nbytes: int, edge_hops: int, links: int = 1) -
     through = (links - 1) * (hw.mesh_width_pes * hw.hop_latency_cycles + 4 * hw.ramp_latency_cycles)
     return Cost().add("wafer_crossing", link_s * hw.clock_hz + edge_hops * hw.hop_latency_cycles + 4 * hw.ramp_latency_cycles
                       + through)
+
+
+def relayout(hw: WaferSpec, layer_bytes: int, side: int) -> Cost:
+    """A layer's weights (and KV) moved from the prefill grid's tiling to the decode grid's, all layers at once on
+    their own regions: half the bytes cross the middle of the smaller square (`side` links each way, a wavelet per
+    cycle per link), after up to `side` hops. A lower bound (no contention beyond the bisection)."""
+    return Cost().add("wafer_relayout", cdiv(layer_bytes // 2, 2 * side * hw.link_bytes_per_cycle)
+                      + side * hw.hop_latency_cycles + 2 * hw.ramp_latency_cycles)
 
 
 def host_io(hw: WaferSpec, nbytes: int) -> Cost:

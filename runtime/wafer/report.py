@@ -125,6 +125,8 @@ class Report(msgspec.Struct):
     active_params: int = 0
     total_params: int = 0
     users: Users | None = None  # --users U > 1: decode_tokens_per_s and per_token_latency_s are then per user
+    prefill_grid: str = ""  # --prefill-grid: the grid prefill ran on ("" = the decode grid)
+    relayout_s: float = 0.0  # weights moved from the prefill grid's layout to the decode grid's, before decoding
     acceptance_source: str = ""  # "stated" (--acceptance A), or how the local runtime measured it (--acceptance measured)
     per_system: list[SystemReport] = []  # the target's wafers (placed method; [] for per-layer: one layer is timed)
 
@@ -221,7 +223,9 @@ def format_table(r: Report, max_layers: int = 2) -> str:
         ]
     lines += [
         f"per-token latency {r.per_token_latency_s * 1e6:.1f} µs  ->  decode {r.decode_tokens_per_s:,.1f} tok/s",
-        f"prefill {r.prompt_len} tokens: TTFT {r.ttft_s * 1e3:.2f} ms  ->  prefill {r.prefill_tokens_per_s:,.0f} tok/s",
+        f"prefill {r.prompt_len} tokens: TTFT {r.ttft_s * 1e3:.2f} ms  ->  prefill {r.prefill_tokens_per_s:,.0f} tok/s"
+        + (f" on {r.prefill_grid}, then {r.relayout_s * 1e6:,.1f} µs to lay the weights out for the decode grid"
+           if r.prefill_grid else ""),
         (f"  layer-pipelined: {r.prefill_chunks} chunk{'s' if r.prefill_chunks != 1 else ''} of {r.prefill_chunk_tokens} "
          f"token{'s' if r.prefill_chunk_tokens != 1 else ''} ({r.prefill_kernel} kernel; SRAM allows <= "
          f"{r.prefill_max_chunk_tokens} per chunk, {r.prefill_sram_bytes_per_pe / 1024:.1f} KiB per PE)"

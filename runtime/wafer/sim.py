@@ -55,6 +55,9 @@ class SimOptions(msgspec.Struct, kw_only=True):
     method: str = "placed"
     placement: str = "fewest-wafers"  # auto grid: the fastest plan on the fewest wafers, or the fastest on any count
     users: int = 1  # concurrent users decoding: each holds its own KV cache; their tokens pipeline through the regions
+    # forced grids: prefill on a grid of its own (WaferLLM timed prefill and decode on different grids), the weights
+    # moved to the decode grid's layout before the first decode step (relayout_s); None = the decode grid
+    prefill_grid: tuple[int, int] | None = None
 
 
 MAX_USERS = 4096
@@ -77,6 +80,9 @@ def _check(opts: SimOptions) -> None:
         raise WaferError(f"--wafers must be > 0 (got {opts.wafers})")
     if opts.prefill_chunk is not None and opts.prefill_chunk <= 0:
         raise WaferError(f"--prefill-chunk must be > 0 (got {opts.prefill_chunk})")
+    if opts.prefill_grid is not None and opts.grid is None and opts.method != "per-layer":
+        raise WaferError("--prefill-grid needs a forced --grid (or --method per-layer): auto placement pipelines the "
+                         "prompt through the decode placement")
     if opts.prefill_chunk is not None and opts.grid is not None:
         raise WaferError("--prefill-chunk applies to auto placement; a forced --grid runs the whole prompt per layer (WaferLLM)")
 
@@ -397,7 +403,16 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
               strips=opts.method == "placed")
     per_layer = opts.method == "per-layer"
     dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
-    plan = sim.prefill_forced(p) if opts.grid is not None or per_layer else sim.prefill_auto(p)
+    relayout = 0.0
+    if opts.prefill_grid is not None and opts.prefill_grid != (p.grid_rows, p.grid_cols):
+        pp = place(w, hw, opts.dtype, opts.context, opts.prefill_grid, opts.wafers, opts.collective, sim.decode_cycles,
+                   opts.placement, strips=False)
+        plan = sim.prefill_forced(pp)
+        layer_bytes = max(sum(sg.weight_bytes[opts.dtype] + sg.kv_bytes_per_token * opts.prompt_len for sg in layer)
+                          for layer in _layers(w))  # the weights and the prompt's K/V move
+        relayout = C.relayout(hw, layer_bytes, min(pp.grid_rows, pp.grid_cols, p.grid_rows, p.grid_cols)).total / hw.clock_hz
+    else:
+        plan = sim.prefill_forced(p) if opts.grid is not None or per_layer else sim.prefill_auto(p)
     pre, pre_sg = plan.cost, plan.per_sg
     clock = hw.clock_hz
     regions = sim.region_of(p)
@@ -459,6 +474,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         active_params=sum(sg.active_weight_params + sg.vector_params for sg in w.subgraphs),
         total_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
         users=users,
+        prefill_grid=f"{opts.prefill_grid[0]}x{opts.prefill_grid[1]}" if opts.prefill_grid else "",
+        relayout_s=relayout,
     )
 
 
