@@ -6,7 +6,7 @@ import pytest
 from runtime.wafer import cli
 from runtime.wafer.errors import WaferError
 from runtime.wafer.hardware import load_hardware
-from runtime.wafer.sim import SimOptions, _Sim
+from runtime.wafer.sim import SimOptions, _Sim, simulate
 from runtime.wafer.placement import place
 from runtime.wafer.speculative import expected_tokens, verify_cycles
 
@@ -79,3 +79,17 @@ def test_bad_speculation_input_is_one_clear_error(fields, words):
 def test_acceptance_without_a_draft_is_refused():
     with pytest.raises(WaferError, match="need --draft"):
         cli.run_case({**TARGET, "acceptance": 0.7})
+
+
+def test_a_target_with_room_for_its_verify_checks_k_plus_1_tokens_in_one_pass():
+    """Planned for speculation, the target reserves the verify's buffers -- when that fits the same wafers."""
+    from runtime.wafer.workload import load_arch, workload_for_arch
+
+    w, d = workload_for_arch(load_arch("llama3.1-70b")), workload_for_arch(load_arch("llama3.2-1b"))
+    hw = load_hardware("wse3")
+    run = lambda wafers: simulate(w, hw, SimOptions(context=8192, collective="pipeline", draft_tokens=1,  # noqa: E731
+                                                    acceptance=0.7, wafers=wafers), d)
+    tight, roomy = run(None), run(5)
+    assert tight.speculation.verify_passes == 2 and tight.wafers_used == 4 + 1  # no room on the fewest (4) wafers
+    assert roomy.speculation.verify_passes == 1 and roomy.wafers_used == 5 + 1
+    assert roomy.speculation.speedup > 1.0 > tight.speculation.speedup

@@ -112,17 +112,19 @@ def _speculative(w, hw, opts: SimOptions, draft: str, acceptance: float, draft_t
     (0) the best k of 1..8 -- the verify of k + 1 tokens costs nearly k + 1 steps here, so k is worth choosing."""
     from . import speculative
     from .placement import place
-    from .sim import _Sim
+    from .sim import _roomy_for_verify, _Sim
 
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, None, opts.wafers, opts.collective, sim.decode_cycles, opts.placement)
     dw = workload_for_arch(load_arch(draft))
     best = None
     for k in ([draft_tokens] if draft_tokens else range(1, 9)):
-        spec, breakdown = speculative.speculate(sim, p, dw, k, acceptance, lambda d: _Sim(d, hw, opts))
+        ok = msgspec.structs.replace(opts, draft_tokens=k)
+        _, ksim, kp = _roomy_for_verify(w, hw, ok, sim, p)  # as simulate places a target that will speculate
+        spec, breakdown = speculative.speculate(ksim, kp, dw, k, acceptance, lambda d: _Sim(d, hw, ok))
         speed = spec.expected_tokens_per_step / spec.step_s
         if best is None or speed > best[0]:
-            best = (speed, p.wafers_used + spec.draft_wafers, breakdown, k)
+            best = (speed, kp.wafers_used + spec.draft_wafers, breakdown, k)
     return best
 
 

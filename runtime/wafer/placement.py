@@ -83,7 +83,7 @@ def sram_parts(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, til
         kvc, cc = cdiv(sg.n_kv_heads * sg.head_dim, cols), cdiv(context, rows)
         kv = 2 * kvc * cc * ACT_BYTES * sg.kv_users
         buffers += (sg.n_heads // sg.n_kv_heads) * max(1, kvc // sg.head_dim) * cc  # scores
-    return int(math.ceil(weights)) + vec_pe + kv, buffers * ACT_BYTES
+    return int(math.ceil(weights)) + vec_pe + kv, buffers * ACT_BYTES * sg.work_tokens
 
 
 def sram_per_pe(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, tiles: int = 1) -> int:

@@ -382,6 +382,20 @@ class PrefillPlan:
     pipelined: bool
 
 
+def _roomy_for_verify(w: Workload, hw: WaferSpec, opts: SimOptions, sim: "_Sim", p: Placement):
+    """The target placed as a system planned for speculation would be: with every subgraph's working buffers for the
+    verify's k + 1 tokens, so it runs in one pass -- on no more wafers than the plain placement takes (or --wafers).
+    When that does not fit, the plain placement stays and the verify runs in as many passes as its SRAM allows."""
+    roomy = w.for_verify(opts.draft_tokens + 1)
+    rsim = _Sim(roomy, hw, opts)
+    try:
+        rp = place(roomy, hw, opts.dtype, opts.context, opts.grid, opts.wafers or p.wafers_used, opts.collective,
+                   rsim.decode_cycles, opts.placement, strips=opts.method == "placed")
+    except WaferError:
+        return w, sim, p
+    return roomy, rsim, rp
+
+
 def crossings(p: Placement) -> int:
     fwd = sum(1 for a, b in zip(p.regions, p.regions[1:]) if a.wafer != b.wafer)
     return fwd + (1 if p.regions[-1].wafer != p.regions[0].wafer else 0)
@@ -401,6 +415,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement,
               strips=opts.method == "placed")
+    if draft is not None:  # room for the verify's k + 1 tokens in one pass, if that fits the same wafers
+        w, sim, p = _roomy_for_verify(w, hw, opts, sim, p)
     per_layer = opts.method == "per-layer"
     dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
     relayout = 0.0

@@ -102,6 +102,7 @@ class Subgraph(msgspec.Struct):
     inputs: list[Tensor] = []
     outputs: list[Tensor] = []
     kv_users: int = 1  # KV caches held resident: one per concurrent user (Workload.for_users)
+    work_tokens: int = 1  # tokens whose working buffers the placement reserves (a speculative verify: k + 1)
 
     def mlp_parts(self) -> "MlpParts":
         """An mlp subgraph's projections by role (a mixture of experts has a router and expert stacks)."""
@@ -138,6 +139,12 @@ class Workload(msgspec.Struct):
         """The same model serving `users` concurrent users: each has its own KV cache resident beside the weights."""
         subs = [msgspec.structs.replace(s, kv_users=users) if s.kind == "attn" else s for s in self.subgraphs]
         return msgspec.structs.replace(self, subgraphs=subs)
+
+    def for_verify(self, tokens: int) -> "Workload":
+        """The same model placed with room for a speculative verify of `tokens` positions in one pass: every
+        subgraph reserves that many tokens' partial sums and inputs (a vendor's plan for speculation would)."""
+        return msgspec.structs.replace(self, subgraphs=[msgspec.structs.replace(s, work_tokens=tokens)
+                                                        for s in self.subgraphs])
 
     def active_weight_bytes(self, dtype: str) -> int:
         """Bytes of weights one token reads (a mixture of experts reads only its chosen experts)."""
