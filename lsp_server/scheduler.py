@@ -7,6 +7,8 @@ ever sees the latest request of each document.
 
 Background jobs (prefill of a file just opened, or of the full window after a cold answer) run only when nothing
 else waits, and any foreground submit stops the one running at its next chunk: they use idle time, never a user's.
+Among them the newest goes first: it is for the file the user is in now. (Oldest first, the ten tabs an editor
+restores at start each prefilled ~1 s before the file just opened, whose first suggestion then found nothing cached.)
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class InferenceScheduler:
                             job.future.set_result(None)
                     self._waiting.clear()
                     return
-                key = next((k for k, j in self._waiting.items() if not j.background), next(iter(self._waiting)))
+                key = next((k for k, j in self._waiting.items() if not j.background), None)
+                key = key if key is not None else next(reversed(self._waiting))  # the newest idle work first
                 job = self._waiting.pop(key)
                 self._running = job
             result, error = None, None

@@ -84,3 +84,21 @@ def test_background_jobs_wait_for_idle_and_stop_for_a_request():
         assert order[-2:] == ["background-stopped", "request-2"]
     finally:
         sched.close()
+
+
+def test_the_newest_background_job_runs_first():
+    """Tabs restored at start each queue a prefill; the file opened last (where the user is) must not wait for them."""
+    sched = InferenceScheduler()
+    try:
+        order: list[str] = []
+        started, release = threading.Event(), threading.Event()
+        sched.submit("a", lambda cancel: (started.set(), release.wait(T)))
+        assert started.wait(T)
+        jobs = [sched.submit(f"tab{i}", lambda cancel, i=i: order.append(f"tab{i}"), background=True) for i in range(3)]
+        jobs.append(sched.submit("opened", lambda cancel: order.append("opened"), background=True))
+        release.set()
+        for j in jobs:
+            j.future.result(T)
+        assert order == ["opened", "tab2", "tab1", "tab0"]
+    finally:
+        sched.close()
