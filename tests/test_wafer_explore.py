@@ -62,3 +62,11 @@ def test_cli_prints_json_and_writes_the_plot(capsys, tmp_path):
 def test_bad_sweeps_are_one_clear_error(argv, words, capsys):
     with pytest.raises(WaferError, match=words):
         _run(argv + ["--contexts", "1024"], capsys)
+
+
+def test_the_collective_is_the_sweeps_to_choose(capsys):
+    """The vendor-kernel preset was fitted with the pipeline collective: a sweep on it can say so."""
+    runs = {c: json.loads(_run(["--archs", "llama3-8b", "--wafers", "1", "--contexts", "4096", "--acceptance", "none",
+                                "--hardware", "cs3", "--collective", c, "--json"], capsys))["points"][0]
+            for c in ("ktree", "pipeline")}
+    assert runs["pipeline"]["decode_tokens_per_s"] < runs["ktree"]["decode_tokens_per_s"]

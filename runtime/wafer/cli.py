@@ -89,6 +89,8 @@ def add_explore_parser(subparsers) -> argparse.ArgumentParser:
                    help="draft tokens per verify (default 0: the fastest k of 1..8 per point)")
     p.add_argument("--target", type=float, default=1000.0, metavar="TOK_S", help="per-user tok/s (default: 1000)")
     p.add_argument("--hardware", default=DEFAULT_HARDWARE, metavar="wse2|wse3|FILE.toml", help="default: %(default)s")
+    p.add_argument("--collective", default="ktree", choices=("ktree", "pipeline", "ring"),
+                   help="allreduce algorithm (cs3's constants were fitted with pipeline)")
     p.add_argument("--json", action="store_true", help="print the points as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write tok/s against active parameters, the knee marked")
     return p
@@ -110,7 +112,7 @@ def run_explore(args) -> int:
     if args.plot:
         check_plot_target(args.plot)
     report = explore(args.archs, args.dtypes, args.wafers, args.contexts, acceptance, args.draft_tokens, args.target,
-                     args.hardware, progress=not args.json)
+                     args.hardware, progress=not args.json, collective=args.collective)
     print(msgspec.json.encode(report).decode() if args.json else format_explore(report))
     if args.plot:
         from .plot import plot_explore

@@ -2,7 +2,7 @@
 without speculation, at which context -- answered by sweeping the simulator, one placed simulation per point.
 
     waferline explore [--archs A,B,...] [--dtypes bf16,int8] [--wafers 1,4] [--contexts 8192,131072]
-                      [--acceptance 0.7|none] [--draft-tokens K] [--target 1000] [--hardware wse3] [--json] [--plot OUT.png]
+                      [--acceptance 0.7|none] [--draft-tokens K] [--target 1000] [--hardware wse3|cs3|...] [--collective ktree|pipeline|ring] [--json] [--plot OUT.png]
 
 Every point is `waferline simulate --arch A --dtype D --context C --wafers N` (auto placement, fewest wafers), and with
 speculation the same plus `--draft` (the smallest preset with the target's vocabulary, on its own wafer: the target
@@ -77,7 +77,7 @@ def draft_for(arch: str) -> str | None:
 
 
 def _point(arch: str, w, hw, dtype: str, context: int, wafers: int, acceptance: float | None, draft: str | None,
-           draft_tokens: int, target: float) -> ExplorePoint:
+           draft_tokens: int, target: float, collective: str = "ktree") -> ExplorePoint:
     active = sum(s.active_weight_params + s.vector_params for s in w.subgraphs)
     total = sum(s.weight_params + s.vector_params for s in w.subgraphs)
     base = dict(arch=arch, active_params=active, total_params=total, dtype=dtype, context=context, wafers_limit=wafers,
@@ -88,7 +88,7 @@ def _point(arch: str, w, hw, dtype: str, context: int, wafers: int, acceptance: 
     if acceptance is not None and wafers < 2:
         return ExplorePoint(**base, decode_tokens_per_s=None, wafers_used=0,
                             bottleneck="the draft takes a wafer of its own", meets_target=False)
-    opts = SimOptions(dtype=dtype, context=context, prompt_len=min(1024, context),
+    opts = SimOptions(dtype=dtype, context=context, prompt_len=min(1024, context), collective=collective,
                       wafers=wafers - (1 if acceptance is not None else 0))
     try:
         if acceptance is None:
@@ -139,7 +139,7 @@ def _why(message: str) -> str:
 
 def explore(archs=DEFAULT_ARCHS, dtypes=("bf16",), wafers=(1, 4), contexts=(8192, 131072),
             acceptance: float | None = DEFAULT_ACCEPTANCE, draft_tokens: int = 0, target: float = 1000.0,
-            hardware: str = "wse3", progress: bool = True) -> ExploreReport:
+            hardware: str = "wse3", progress: bool = True, collective: str = "ktree") -> ExploreReport:
     """The sweep: every arch x dtype x context x wafer count, without speculation and (acceptance given) with it."""
     from tqdm import tqdm
 
@@ -154,7 +154,7 @@ def explore(archs=DEFAULT_ARCHS, dtypes=("bf16",), wafers=(1, 4), contexts=(8192
     grid = [(a, d, c, n, r) for d in dtypes for c in contexts for n in wafers for r in rates for a in archs]
     if not 0 <= draft_tokens <= 16:
         raise WaferError(f"--draft-tokens must be 0 (the best of 1..8) to 16 (got {draft_tokens})")
-    points = [_point(a, works[a], hw, d, c, n, r, drafts.get(a), draft_tokens, target)
+    points = [_point(a, works[a], hw, d, c, n, r, drafts.get(a), draft_tokens, target, collective)
               for a, d, c, n, r in tqdm(grid, desc="explore", unit="point", disable=not progress, file=sys.stderr)]
     knees = []
     for d in dtypes:
