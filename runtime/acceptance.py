@@ -38,14 +38,18 @@ class AcceptanceTally(msgspec.Struct):
         return self.accepted / self.tested if self.tested else None
 
 
-def tally_path(model: str, cache: Path | None = None) -> Path:
-    """<cache>/acceptance/<model>.json; WAFERLINE_ACCEPTANCE_DIR names the folder instead (the tests use it, so
-    their completions never count as the user's)."""
+def tally_dir(cache: Path | None = None) -> Path:
+    """<cache>/acceptance; WAFERLINE_ACCEPTANCE_DIR names the folder instead (the tests use it, so their completions
+    never count as the user's)."""
     from .models import cache_dir
 
-    safe = "".join(ch if ch.isalnum() or ch in "-._" else "_" for ch in model) or "model"
     folder = os.environ.get("WAFERLINE_ACCEPTANCE_DIR") if cache is None else None
-    return (Path(folder) if folder else (cache or cache_dir()) / "acceptance") / f"{safe}.json"
+    return Path(folder) if folder else (cache or cache_dir()) / "acceptance"
+
+
+def tally_path(model: str, cache: Path | None = None) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-._" else "_" for ch in model) or "model"
+    return tally_dir(cache) / f"{safe}.json"
 
 
 def read_tally(model: str, cache: Path | None = None) -> AcceptanceTally | None:
@@ -58,9 +62,8 @@ def read_tally(model: str, cache: Path | None = None) -> AcceptanceTally | None:
 
 def latest_tally(cache: Path | None = None) -> AcceptanceTally | None:
     """The most recently updated tally of any model (the model the user served last)."""
-    folder = tally_path("x", cache).parent
     try:
-        files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        files = sorted(tally_dir(cache).glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     except OSError:
         return None
     for f in files:

@@ -36,8 +36,10 @@ def test_throughput_grows_until_the_pipeline_is_full_then_users_share_it():
 
 
 def test_users_are_bounded_by_sram_and_refused_with_speculation():
-    with pytest.raises(WaferError, match="SRAM"):
+    with pytest.raises(WaferError, match="SRAM") as refused:
         run(400, wafers=1)  # 400 KV caches of 4K tokens do not fit one wafer beside the weights
+    need = float(str(refused.value).split("needs ")[1].split(" GB")[0])
+    assert need == pytest.approx((W.weight_bytes("bf16") + 400 * W.kv_bytes(4096)) / 1e9, abs=0.1)  # every user's KV
     with pytest.raises(WaferError, match="--users"):
         run(0)
     with pytest.raises(WaferError, match="--users"):

@@ -451,15 +451,14 @@ def prefill_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: s
     elif sg.kind == "mlp" and sg.mlp_parts().router is not None:
         c += moe_prefill(hw, sg, rows, cols, dtype, algo, s)
     elif sg.kind == "mlp":
-        gu = [m for m in sg.matmuls if "down" not in m.name]
-        d, ff2 = gu[0].k, sum(m.n for m in gu)
+        parts = sg.mlp_parts()
+        d, ff2 = parts.gate_up[0].k, sum(m.n for m in parts.gate_up)
         c += rmsnorm_prefill(hw, s, d, rows, cols, algo)
         c += gemm(hw, s, d, ff2, rows, cols, dtype)
         act = cdiv(s, rows) * cdiv(ff2 // 2, cols)
         c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)
-        for m in sg.matmuls:
-            if "down" in m.name:
-                c += gemm(hw, s, m.k, m.n, rows, cols, dtype)
+        for m in parts.down:
+            c += gemm(hw, s, m.k, m.n, rows, cols, dtype)
     elif sg.kind == "head":
         c += decode_subgraph(hw, sg, rows, cols, dtype, algo, 0)
     elif sg.kind == "embed":

@@ -78,8 +78,7 @@ def draft_for(arch: str) -> str | None:
 
 def _point(arch: str, w, hw, dtype: str, context: int, wafers: int, acceptance: float | None, draft: str | None,
            draft_tokens: int, target: float, collective: str = "ktree") -> ExplorePoint:
-    active = sum(s.active_weight_params + s.vector_params for s in w.subgraphs)
-    total = sum(s.weight_params + s.vector_params for s in w.subgraphs)
+    active, total = w.params()
     base = dict(arch=arch, active_params=active, total_params=total, dtype=dtype, context=context, wafers_limit=wafers,
                 acceptance=acceptance, draft=draft)
     if acceptance is not None and draft is None:

@@ -81,9 +81,14 @@ def sram_parts(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, til
     kv = 0
     if sg.kind == "attn":
         kvc, cc = cdiv(sg.n_kv_heads * sg.head_dim, cols), cdiv(context, rows)
-        kv = 2 * kvc * cc * ACT_BYTES * sg.kv_users
+        kv = kv_bytes_per_pe(sg, rows, cols, context) * sg.kv_users
         buffers += (sg.n_heads // sg.n_kv_heads) * max(1, kvc // sg.head_dim) * cc  # scores
     return int(math.ceil(weights)) + vec_pe + kv, buffers * ACT_BYTES * sg.work_tokens
+
+
+def kv_bytes_per_pe(sg: Subgraph, rows: int, cols: int, context: int) -> int:
+    """One user's K and V on the most loaded PE of an attention grid: kv heads x head_dim along x, context along y."""
+    return 2 * cdiv(sg.n_kv_heads * sg.head_dim, cols) * cdiv(context, rows) * ACT_BYTES
 
 
 def sram_per_pe(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, tiles: int = 1) -> int:
@@ -202,8 +207,7 @@ def _shapes(layers: list[list[Subgraph]]) -> list[list[Subgraph]]:
 
 def total_sram_need(w: Workload, dtype: str, context: int) -> int:
     """Bytes the model needs resident, without padding: weights + KV cache at `context`."""
-    kv = sum(sg.kv_bytes_per_token for sg in w.subgraphs) * context
-    return w.weight_bytes(dtype) + kv
+    return w.weight_bytes(dtype) + w.kv_bytes(context)
 
 
 def _check_grid(hw: WaferSpec, rows: int, cols: int) -> None:

@@ -439,7 +439,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         sg_reports.append(SubgraphReport(
             name=sg.name, kind=sg.kind, region=r.name, pes=r.width * r.height, grid=f"{r.height}x{r.width}",
             sram_bytes_per_pe=sram, sram_use_pct=round(100.0 * sram / hw.sram_bytes_per_pe, 2),
-            weight_bytes=sg.weight_bytes[opts.dtype], kv_bytes=sg.kv_bytes_per_token * opts.context * sg.kv_users,
+            weight_bytes=sg.weight_bytes[opts.dtype], kv_bytes=sg.kv_bytes(opts.context),
             macs_per_token=sg.macs_per_token + sg.attn_macs_per_token_per_ctx * opts.context,
             seconds=dec_sg[sg.name].total / clock, prefill_seconds=pre_sg[sg.name].total / clock,
             breakdown=dec_sg[sg.name].seconds(hw),
@@ -461,6 +461,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         latency = 1.0 / users.per_user_tokens_per_s
     prefill_s = pre.total / clock
     weight_bytes = w.weight_bytes(opts.dtype)
+    active_params, total_params = w.params()
     systems = [] if per_layer else _per_system(p, w, sg_reports)
     # weights swept per second: once per token plainly; with speculation, the target's once per verify pass and the
     # draft's once per drafted token, per step
@@ -483,12 +484,11 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         prefill_chunks=plan.chunks, prefill_max_chunk_tokens=plan.max_chunk_tokens,
         prefill_sram_bytes_per_pe=plan.sram_bytes_per_pe,
         wafer_crossings_per_token=0 if per_layer else crossings(p), weight_bytes=weight_bytes,
-        kv_bytes=sum(sg.kv_bytes_per_token * sg.kv_users for sg in w.subgraphs) * opts.context,
+        kv_bytes=w.kv_bytes(opts.context),
         effective_sram_read_bytes_per_s=swept_per_s,
         subgraphs=sg_reports, regions=region_reports,
         acceptance=opts.acceptance if spec else None, draft_tokens=opts.draft_tokens if spec else 0, speculation=spec,
-        active_params=sum(sg.active_weight_params + sg.vector_params for sg in w.subgraphs),
-        total_params=sum(sg.weight_params + sg.vector_params for sg in w.subgraphs), per_system=systems,
+        active_params=active_params, total_params=total_params, per_system=systems,
         users=users,
         prefill_grid=f"{opts.prefill_grid[0]}x{opts.prefill_grid[1]}" if opts.prefill_grid else "",
         relayout_s=relayout,

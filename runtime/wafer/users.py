@@ -6,11 +6,11 @@ through the regions in flow order.
 
 from __future__ import annotations
 
-from .cost import Cost, cdiv
+from .cost import Cost
 from .hardware import WaferSpec
-from .placement import Placement
+from .placement import Placement, kv_bytes_per_pe
 from .report import Users
-from .workload import ACT_BYTES, Workload
+from .workload import Workload
 
 
 def concurrent_users(p: Placement, w: Workload, hw: WaferSpec, users: int, context: int, dec: Cost, dec_sg: dict) -> Users:
@@ -23,13 +23,10 @@ def concurrent_users(p: Placement, w: Workload, hw: WaferSpec, users: int, conte
     busy = {r.name: sum(dec_sg[s].total for s in r.subgraphs) / hw.clock_hz for r in p.regions}
     busiest = max(busy, key=busy.get)
     interval = max(t_token, users * busy[busiest])
-    room = []
-    for r in p.regions:
-        for name in r.subgraphs:
-            sg = next(s for s in w.subgraphs if s.name == name)
-            if sg.kind == "attn":
-                per_user = 2 * cdiv(sg.n_kv_heads * sg.head_dim, r.width // r.tiles) * cdiv(context, r.height) * ACT_BYTES
-                room.append(users + (hw.tensor_bytes_per_pe - r.sram_bytes_per_pe) // per_user)
+    by_name = {s.name: s for s in w.subgraphs}
+    room = [users + (hw.tensor_bytes_per_pe - r.sram_bytes_per_pe)
+            // kv_bytes_per_pe(by_name[name], r.height, r.width // r.tiles, context)
+            for r in p.regions for name in r.subgraphs if by_name[name].kind == "attn"]
     return Users(
         users=users, per_user_tokens_per_s=1.0 / interval, throughput_tokens_per_s=users / interval,
         single_user_tokens_per_s=1.0 / t_token, pipeline_users=max(1, int(t_token / busy[busiest])),

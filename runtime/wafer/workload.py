@@ -115,6 +115,10 @@ class Subgraph(msgspec.Struct):
             experts_down=next((m for m in experts if "down" in m.name), None),
         )
 
+    def kv_bytes(self, context: int) -> int:
+        """K and V resident at `context` positions, for every user it serves."""
+        return self.kv_bytes_per_token * context * self.kv_users
+
     @property
     def active_weight_params(self) -> int:
         """Weights a token reads: all of them, less the experts its router did not choose."""
@@ -134,6 +138,15 @@ class Workload(msgspec.Struct):
 
     def weight_bytes(self, dtype: str) -> int:
         return sum(s.weight_bytes[dtype] for s in self.subgraphs)
+
+    def params(self) -> tuple[int, int]:
+        """(active, total) parameters: what one token multiplies by, and all the wafer holds (norms and biases in)."""
+        vectors = sum(s.vector_params for s in self.subgraphs)
+        return (sum(s.active_weight_params for s in self.subgraphs) + vectors,
+                sum(s.weight_params for s in self.subgraphs) + vectors)
+
+    def kv_bytes(self, context: int) -> int:
+        return sum(s.kv_bytes(context) for s in self.subgraphs)
 
     def for_users(self, users: int) -> "Workload":
         """The same model serving `users` concurrent users: each has its own KV cache resident beside the weights."""
