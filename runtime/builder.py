@@ -43,6 +43,14 @@ MS_DOMAIN = "com.microsoft"
 ACCURACY_LEVEL = 4
 MAX_ROPE_POSITIONS = 16384  # cos/sin cache rows; longer contexts are refused by the engine
 SHORTLIST = 8  # head candidates scored exactly; how often the exact argmax falls outside them: bench/shortlist.py
+# The 4-bit copy that picks them, in blocks of up to this many values (the largest power of two <= it dividing d_model).
+# Qwen2.5-Coder-0.5B, 4,096 code positions (hidden states x the Q8_0 head in numpy): the exact argmax was outside 8
+# candidates at 0.00% with blocks of 32, 64 and 128 alike; 128 reads a quarter of 32's scales (17 -> 4 MB a token).
+SHORTLIST_BLOCK = 128
+# The embedding is looked up in the head's rows when the GGUF stores one tied matrix twice, the embedding at lower
+# precision: re-quantizing the sampled head rows to the embedding's type must reproduce this share of its values
+# (Qwen2.5-Coder-0.5B's Q5_0 token_embd against its Q8_0 output: 96.9%; two independent matrices: ~0%).
+SAME_MATRIX_SHARE = 0.9
 # How the layers' projection weights are held (bundle.json `layer_weights`):
 #   exact  every GGUF block as stored, MatMulNBits (int8 activations per 32-block)
 #   int8   re-quantized to int8 per output channel, DynamicQuantizeMatMul (int8 activations per token): prefill ~3x
@@ -117,6 +125,7 @@ class DecoderBuilder:
             raise ValueError(f"layer_weights must be one of {LAYER_WEIGHTS}, not {layer_weights!r}")
         self.spec, self.w, self.head_shortlist, self.layer_weights = spec, weights, head_shortlist, layer_weights
         self.g = _Graph(shape_only=weights is None)
+        self._head_lin: _Linear | None = None
         self.rope_interleaved = weights.rope_interleaved if weights else True
 
     # ---------------------------------------------------------------- weights
@@ -236,6 +245,8 @@ class DecoderBuilder:
             Gather(correction) ──► Unsqueeze ──► Expand over block ─┘
         """
         s, scope = self.spec, "/model/embed_tokens"
+        if self._embedding_is_head_copy():
+            return self._gather_rows("lm_head", self._head_linear().codes, ids, scope, rank=3)
         lin = _Linear(self._tensor("token_embd.weight"), s.vocab_size, s.d_model)
         if lin.fmt[0] == "shape":
             w = self.g.init("embed_tokens.weight", None, dims=[s.vocab_size, s.d_model], dtype=TensorProto.BFLOAT16)
@@ -243,6 +254,43 @@ class DecoderBuilder:
         if lin.fmt[0] == "float":
             return self.g.node("Gather", [self.g.init("embed_tokens.weight", lin.floats), ids], f"{scope}/Gather")
         return self._gather_rows("embed_tokens", lin.codes, ids, scope, rank=3)
+
+    def _head_name(self) -> str:
+        s = self.spec
+        untied = not s.tied_embeddings and (self.w is None or self.w.get("output.weight") is not None)
+        return "output.weight" if untied else "token_embd.weight"
+
+    def _head_linear(self) -> _Linear:
+        if self._head_lin is None:
+            self._head_lin = _Linear(self._tensor(self._head_name()), self.spec.vocab_size, self.spec.d_model)
+        return self._head_lin
+
+    def _head_uses_rows(self, lin: _Linear) -> bool:
+        """The head shortlists candidates and scores them from its quantized rows (else it is one exact matmul)."""
+        s = self.spec
+        return lin.codes is not None and self.head_shortlist > 0 and s.vocab_size >= 4 * self.head_shortlist and s.d_model % 32 == 0
+
+    def _embedding_is_head_copy(self) -> bool:
+        """True when token_embd is the head's own matrix stored again at lower precision (Qwen2.5's GGUFs write the
+        tied matrix as output Q8_0 + token_embd Q5_0) and the layout is lossy anyway (int8): then one table serves
+        both, a more precise lookup than the GGUF's own embedding and one table fewer on disk. Checked on the data:
+        sampled head rows re-quantized to the embedding's type must give the embedding's values."""
+        if self.w is None or self.layer_weights != "int8" or self._head_name() != "output.weight":
+            return False
+        emb, head = self._tensor("token_embd.weight"), self._tensor("output.weight")
+        if not self._head_uses_rows(self._head_linear()) or emb.qtype not in quant.QUANT_BYTES or head.qtype not in quant.QUANT_BYTES:
+            return False
+        if quant.bits_per_weight(head.qtype) < quant.bits_per_weight(emb.qtype) or (emb.rows, emb.cols) != (head.rows, head.cols):
+            return False
+        rows = np.linspace(0, head.rows - 1, min(256, head.rows)).astype(np.int64)
+        pick = lambda t: np.asarray(t.raw, np.uint8).reshape(t.rows, -1)[rows]  # noqa: E731
+        sample = quant.decompose(pick(head), head.qtype, rows.size, head.cols).dequantize()
+        try:
+            again = quant.decompose(gguf.quants.quantize(sample, emb.qtype), emb.qtype, rows.size, emb.cols).dequantize()
+        except NotImplementedError:  # gguf-py cannot quantize to every type (the K-quants): no claim either way
+            return False
+        mine = quant.decompose(pick(emb), emb.qtype, rows.size, emb.cols).dequantize()
+        return float(np.mean(again == mine)) >= SAME_MATRIX_SHARE
 
     def _gather_rows(self, wname: str, codes: quant.BlockCodes, ids: str, scope: str, rank: int) -> str:
         """Rows `ids` of a quantized [rows, D] matrix, dequantized exactly: [...ids] -> [...ids, D] (output rank `rank`).
@@ -282,19 +330,19 @@ class DecoderBuilder:
         exact values for the candidates and the 4-bit estimate (clipped) for the rest.
         """
         s, scope = self.spec, "/lm_head"
-        name = "token_embd.weight" if (s.tied_embeddings or (self.w is not None and self.w.get("output.weight") is None)) else "output.weight"
-        tensor = self._tensor(name)
-        lin = _Linear(tensor, s.vocab_size, s.d_model)
-        if lin.codes is None or self.head_shortlist == 0 or s.vocab_size < 4 * self.head_shortlist:
+        name = self._head_name()
+        lin = self._head_linear()
+        if not self._head_uses_rows(lin):
             return self.linear(hidden, scope, "lm_head", [(name, s.vocab_size)], s.d_model)
-        approx = quant.decompose(gguf.quants.quantize(lin.codes.dequantize(), gguf.GGMLQuantizationType.Q4_0), gguf.GGMLQuantizationType.Q4_0, s.vocab_size, s.d_model)
+        block = next(b for b in (128, 64, 32) if b <= SHORTLIST_BLOCK and s.d_model % b == 0)
+        approx = quant.q4_blocks(lin.codes.dequantize(), block)
         b = self.g.init("lm_head.shortlist.qweight", quant.kernel_blob(approx))
         sc = self.g.init("lm_head.shortlist.scales", approx.scale.reshape(-1))
         rough = self.g.node("MatMulNBits", [hidden, b, sc], f"{scope}/shortlist/MatMulNBits", domain=MS_DOMAIN,
-                            K=s.d_model, N=s.vocab_size, bits=4, block_size=32, accuracy_level=ACCURACY_LEVEL)
+                            K=s.d_model, N=s.vocab_size, bits=4, block_size=block, accuracy_level=ACCURACY_LEVEL)
         k = self.g.init("shortlist.k", np.array([self.head_shortlist], np.int64))
         _, ids = self.g.node("TopK", [rough, k], f"{scope}/shortlist/TopK", outputs=2, axis=-1)  # [1,N,8]
-        wname = "embed_tokens" if name == "token_embd.weight" else "lm_head"
+        wname = "embed_tokens" if name == "token_embd.weight" else "lm_head"  # one table when tied (or shared above)
         rows = self._gather_rows(wname, lin.codes, ids, f"{scope}/exact", rank=4)  # [1,N,8,D]
         h4 = self.g.node("Unsqueeze", [hidden, self.g.init("axes.2", np.array([2], np.int64))], f"{scope}/exact/Unsqueeze")
         prod = self.g.node("Mul", [rows, h4], f"{scope}/exact/Mul")
@@ -469,15 +517,26 @@ def layer_weights_of(model: onnx.ModelProto) -> str:
     return "int8" if any(n.op_type == "DynamicQuantizeMatMul" for n in model.graph.node) else "exact"
 
 
-def lossy_parts(head_shortlist: int, layer_weights: str = "exact") -> list[str]:
-    """What the bundle computes other than exactly as the GGUF's weights say (bundle.json `lossy`, `model info`)."""
+def embedding_shares_head(model: onnx.ModelProto) -> bool:
+    """The embedding is looked up in the head's rows (DecoderBuilder._embedding_is_head_copy), read from the graph."""
+    return any(n.name.startswith("/model/embed_tokens/") and n.input[0] == "lm_head.qweight.rows" for n in model.graph.node)
+
+
+def lossy_parts(model: onnx.ModelProto) -> list[str]:
+    """What the bundle computes other than exactly as the GGUF's weights say (bundle.json `lossy`, `model info`), read
+    from the graph itself, so bundles built before `lossy` was filled are described too."""
     parts = []
-    if layer_weights == "int8":
+    if layer_weights_of(model) == "int8":
         parts.append("layer weights: re-quantized from the GGUF's blocks to int8 per output channel (each weight moves by "
                      "at most max|row|/254), activations int8 per token; logits close to the exact layout, not equal "
                      "(convert --layer-weights exact keeps every block as stored)")
+    if embedding_shares_head(model):
+        parts.append("token embedding: looked up in the LM head's rows -- the GGUF stores this tied matrix twice, the "
+                     "embedding at lower precision -- so inputs are closer to the unquantized weights than the GGUF's "
+                     "own lookup, and one table is kept instead of two")
+    head_shortlist = head_shortlist_of(model)
     if head_shortlist == 0:
         return parts
-    return parts + [f"LM head: a 4-bit (Q4_0) copy picks {head_shortlist} candidates, scored exactly from the original rows; "
+    return parts + [f"LM head: a 4-bit copy picks {head_shortlist} candidates, scored exactly from the original rows; "
             f"greedy is exact while the true top token is among them, sampling sees clipped 4-bit estimates for the "
             f"rest (convert --exact-head scores all rows)"]

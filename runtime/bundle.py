@@ -22,6 +22,9 @@ from .errors import ModelError
 from .vocab import TokenTexts
 
 BUNDLE_FORMAT = 1
+# Which builder laid the graph out; `model pull` converts a catalog bundle of an older one again (it still loads).
+# 2: the head's 4-bit picker in blocks of 128, the embedding read from the head's rows when the GGUF stores both.
+BUILDER_REVISION = 2
 
 
 class BundleMeta(ArchSpec, kw_only=True):
@@ -43,6 +46,7 @@ class BundleMeta(ArchSpec, kw_only=True):
     layer_weights: str = "exact"  # builder.LAYER_WEIGHTS: how the layers' projections are held
     max_context: int = 2048
     format: int = BUNDLE_FORMAT
+    builder: int = 1  # BUILDER_REVISION of the converter that wrote it (bundles from before the field: 1)
 
     @property
     def has_fim(self) -> bool:

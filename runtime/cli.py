@@ -89,7 +89,7 @@ def _list(args) -> int:
 def _info(args) -> int:
     import onnx
 
-    from .builder import head_shortlist_of, layer_weights_of, lossy_parts
+    from .builder import layer_weights_of, lossy_parts
     from .bundle import read_meta
 
     path = models.resolve_model(args.name)
@@ -109,7 +109,7 @@ def _info(args) -> int:
         print("exactness  every GGUF weight maps exactly onto the kernels; activations are int8 per 32-block at matmuls")
     else:
         print("exactness  layer weights int8 per output channel (re-quantized), activations int8 per token")
-    for part in lossy_parts(head_shortlist_of(graph), held):  # from the graph itself: bundles built before `lossy` was filled say [] there
+    for part in lossy_parts(graph):
         print(f"           {part}")
     print(f"FIM        {'yes' if meta.has_fim else 'no'}")
     return 0

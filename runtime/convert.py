@@ -15,8 +15,8 @@ import onnx
 from tqdm import tqdm
 
 from .arch import ArchSpec
-from .builder import SHORTLIST, Weights, build_graph, head_shortlist_of, layer_weights_of, lossy_parts
-from .bundle import BundleMeta, write_meta
+from .builder import SHORTLIST, Weights, build_graph, layer_weights_of, lossy_parts
+from .bundle import BUILDER_REVISION, BundleMeta, write_meta
 from .bundle_store import check_target, install
 from .errors import GGUFError
 from .gguf_source import GGUFModel, read_gguf, sha256_file
@@ -102,6 +102,7 @@ def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | No
         quant={"types": ",".join(quant)},
         lossy=lossy or [],  # what is not as the GGUF stores it (builder.lossy_parts)
         layer_weights=layer_weights,
+        builder=BUILDER_REVISION,
         **special_ids(f),
     )
 
@@ -131,7 +132,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
         steps.update()
         (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
         held = layer_weights_of(model)
-        write_meta(tmp, bundle_meta(m, spec, sha, lossy_parts(head_shortlist_of(model), held), held))  # bundle.json last: its presence marks a complete bundle
+        write_meta(tmp, bundle_meta(m, spec, sha, lossy_parts(model), held))  # bundle.json last: its presence marks a complete bundle
 
     install(out_dir, write)
     steps.update()

@@ -21,7 +21,7 @@ import msgspec
 import platformdirs
 from tqdm import tqdm
 
-from .bundle import read_meta
+from .bundle import BUILDER_REVISION, read_meta
 from .bundle_store import recover
 from .errors import ModelError
 from .gguf_source import sha256_file
@@ -149,8 +149,8 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
         raise ModelError(f"unknown model '{name}' (known: {', '.join(CATALOG)})")
     entry, out = CATALOG[name], bundle_dir(name)
     recover(out)
-    if is_bundle(out) and not force and _layer_weights(out) == entry.layer_weights:
-        return out  # a bundle converted with other layer weights (an older default) is converted again below
+    if is_bundle(out) and not force and _converted_as(out) == (entry.layer_weights, BUILDER_REVISION):
+        return out  # a bundle converted with other layer weights (an older default) or builder is converted again below
     target = gguf_path(name)
     if force or not target.is_file() or target.stat().st_size != entry.size:
         assemble(entry, target, progress)
@@ -159,11 +159,12 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
     return convert(target, out, progress=progress, layer_weights=entry.layer_weights)
 
 
-def _layer_weights(path: Path) -> str | None:
+def _converted_as(path: Path) -> tuple[str, int] | None:
     try:
-        return read_meta(path).layer_weights
+        meta = read_meta(path)
     except ModelError:
         return None
+    return meta.layer_weights, meta.builder
 
 
 def list_models() -> list[tuple[str, Path, bool]]:

@@ -169,8 +169,14 @@ _DECOMPOSERS = {
     QT.Q5_K: (QK_K, 176, _q5_k),
     QT.Q6_K: (QK_K, 210, _q6_k),
 }
+QUANT_BYTES = {t: (elems, nbytes) for t, (elems, nbytes, _) in _DECOMPOSERS.items()}  # elements, bytes per block
 FLOAT_TYPES = {QT.F32: np.float32, QT.F16: np.float16}
 SUPPORTED = set(_DECOMPOSERS) | set(FLOAT_TYPES) | {QT.BF16}
+
+
+def bits_per_weight(qtype: QT) -> float:
+    elems, nbytes = QUANT_BYTES[qtype]
+    return 8.0 * nbytes / elems
 
 
 def decompose(raw: np.ndarray, qtype: QT, rows: int, cols: int) -> BlockCodes:
@@ -223,6 +229,18 @@ def block_sum_blob(k: int, block: int, bits: int) -> np.ndarray:
     codes = np.full((n, n, block), zero, np.uint8)
     codes[np.arange(n), np.arange(n)] = zero + 1
     return pack_nibbles(codes) if bits == 4 else codes
+
+
+def q4_blocks(w: np.ndarray, block: int) -> BlockCodes:
+    """float32 [rows, cols] -> 4-bit codes per `block` values, Q4_0's rule at any block size: the block's value of
+    largest magnitude m sets d = m / -8, codes round(w / d) + 8 clipped to 0..15 (w = d * (q - 8))."""
+    rows, cols = w.shape
+    b = w.reshape(rows, cols // block, block).astype(np.float32)
+    m = np.take_along_axis(b, np.abs(b).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+    d = (m / -8.0).astype(np.float32)
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    q = np.clip(np.trunc(b * inv[..., None] + 8.5), 0, 15).astype(np.uint8)
+    return BlockCodes(q=q, scale=d, offset=-8.0 * d, qbits=4)
 
 
 def int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

