@@ -126,6 +126,7 @@ class DecoderBuilder:
         self.spec, self.w, self.head_shortlist, self.layer_weights = spec, weights, head_shortlist, layer_weights
         self.g = _Graph(shape_only=weights is None)
         self._head_lin: _Linear | None = None
+        self._head_halves: tuple[quant.BlockCodes, quant.BlockCodes] | None = None
         self.rope_interleaved = weights.rope_interleaved if weights else True
 
     # ---------------------------------------------------------------- weights
@@ -245,8 +246,8 @@ class DecoderBuilder:
             Gather(correction) ──► Unsqueeze ──► Expand over block ─┘
         """
         s, scope = self.spec, "/model/embed_tokens"
-        if self._embedding_is_head_copy():
-            return self._gather_rows("lm_head", self._head_linear().codes, ids, scope, rank=3)
+        if self._embedding_is_head_copy() or (self._head_name() == "token_embd.weight" and self._head_split() is not None):
+            return self._head_rows(ids, scope, rank=3)
         lin = _Linear(self._tensor("token_embd.weight"), s.vocab_size, s.d_model)
         if lin.fmt[0] == "shape":
             w = self.g.init("embed_tokens.weight", None, dims=[s.vocab_size, s.d_model], dtype=TensorProto.BFLOAT16)
@@ -269,6 +270,41 @@ class DecoderBuilder:
         """The head shortlists candidates and scores them from its quantized rows (else it is one exact matmul)."""
         s = self.spec
         return lin.codes is not None and self.head_shortlist > 0 and s.vocab_size >= 4 * self.head_shortlist and s.d_model % 32 == 0
+
+    def _head_split(self) -> tuple[quant.BlockCodes, quant.BlockCodes] | None:
+        """The int8 layout's head: re-quantized to int8 per block and held as two 4-bit halves (quant.int8_nibble_split),
+        the high half doubling as the candidate picker, so the head is one table instead of a table plus a 4-bit copy
+        (Qwen2.5-Coder-0.5B: 225 -> 141 MB). None in the exact layout, which keeps the GGUF's blocks as stored."""
+        lin = self._head_linear()
+        if self.w is None or self.layer_weights != "int8" or not self._head_uses_rows(lin):
+            return None
+        if self._head_halves is None:
+            self._head_halves = quant.int8_nibble_split(lin.codes.dequantize(), self._shortlist_block())
+        return self._head_halves
+
+    def _shortlist_block(self) -> int:
+        return next(b for b in (128, 64, 32) if b <= SHORTLIST_BLOCK and self.spec.d_model % b == 0)
+
+    def _head_rows(self, ids: str, scope: str, rank: int) -> str:
+        """Rows `ids` of the head's matrix as the head scores them: [...ids] -> [...ids, D] (output rank `rank`).
+
+            GatherBlockQuantized(high) ──► Add ──► Reshape [..., D]        (int8 layout: the two halves, same table
+            GatherBlockQuantized(low)  ──┘                                   the picker reads)
+        """
+        split = self._head_split()
+        if split is None:
+            wname = "embed_tokens" if self._head_name() == "token_embd.weight" else "lm_head"  # one table when tied
+            return self._gather_rows(wname, self._head_linear().codes, ids, scope, rank)
+        halves = []
+        for half, codes in zip(("high", "low"), split):
+            rows, nb, block = codes.q.shape
+            data = self.g.init(f"lm_head.{half}", quant.kernel_blob(codes))  # [V, nb, block/2]: MatMulNBits' shape
+            scales = self.g.init(f"lm_head.{half}.block_scales", codes.scale[..., None])
+            halves.append(self.g.node("GatherBlockQuantized", [data, ids, scales], f"{scope}/{half}/GatherBlockQuantized",
+                                      domain=MS_DOMAIN, gather_axis=0, quantize_axis=2, block_size=block, bits=4))
+        both = self.g.node("Add", halves, f"{scope}/halves/Add")  # [..., nb, block]
+        flat = self.g.init(f"shape.rows.{rank}.{self.spec.d_model}", np.array([0] * (rank - 1) + [self.spec.d_model], np.int64))
+        return self.g.node("Reshape", [both, flat], f"{scope}/halves/Reshape")
 
     def _embedding_is_head_copy(self) -> bool:
         """True when token_embd is the head's own matrix stored again at lower precision (Qwen2.5's GGUFs write the
@@ -334,16 +370,19 @@ class DecoderBuilder:
         lin = self._head_linear()
         if not self._head_uses_rows(lin):
             return self.linear(hidden, scope, "lm_head", [(name, s.vocab_size)], s.d_model)
-        block = next(b for b in (128, 64, 32) if b <= SHORTLIST_BLOCK and s.d_model % b == 0)
-        approx = quant.q4_blocks(lin.codes.dequantize(), block)
-        b = self.g.init("lm_head.shortlist.qweight", quant.kernel_blob(approx))
+        block, split = self._shortlist_block(), self._head_split()
+        if split is None:
+            approx = quant.q4_blocks(lin.codes.dequantize(), block)
+            b = self.g.init("lm_head.shortlist.qweight", quant.kernel_blob(approx))
+        else:  # the high half of the head's own int8 codes: a 4-bit copy that costs no bytes
+            approx = split[0]
+            b = self.g.init("lm_head.high", quant.kernel_blob(approx))
         sc = self.g.init("lm_head.shortlist.scales", approx.scale.reshape(-1))
         rough = self.g.node("MatMulNBits", [hidden, b, sc], f"{scope}/shortlist/MatMulNBits", domain=MS_DOMAIN,
                             K=s.d_model, N=s.vocab_size, bits=4, block_size=block, accuracy_level=ACCURACY_LEVEL)
         k = self.g.init("shortlist.k", np.array([self.head_shortlist], np.int64))
         _, ids = self.g.node("TopK", [rough, k], f"{scope}/shortlist/TopK", outputs=2, axis=-1)  # [1,N,8]
-        wname = "embed_tokens" if name == "token_embd.weight" else "lm_head"  # one table when tied (or shared above)
-        rows = self._gather_rows(wname, lin.codes, ids, f"{scope}/exact", rank=4)  # [1,N,8,D]
+        rows = self._head_rows(ids, f"{scope}/exact", rank=4)  # [1,N,8,D]
         h4 = self.g.node("Unsqueeze", [hidden, self.g.init("axes.2", np.array([2], np.int64))], f"{scope}/exact/Unsqueeze")
         prod = self.g.node("Mul", [rows, h4], f"{scope}/exact/Mul")
         exact = self.g.node("ReduceSum", [prod, self.g.init("axes.-1", np.array([-1], np.int64))], f"{scope}/exact/ReduceSum", keepdims=0)
@@ -519,7 +558,13 @@ def layer_weights_of(model: onnx.ModelProto) -> str:
 
 def embedding_shares_head(model: onnx.ModelProto) -> bool:
     """The embedding is looked up in the head's rows (DecoderBuilder._embedding_is_head_copy), read from the graph."""
-    return any(n.name.startswith("/model/embed_tokens/") and n.input[0] == "lm_head.qweight.rows" for n in model.graph.node)
+    return any(n.name.startswith("/model/embed_tokens/") and n.input[0] in ("lm_head.qweight.rows", "lm_head.high")
+               for n in model.graph.node)
+
+
+def head_is_split(model: onnx.ModelProto) -> bool:
+    """The head is held as the two 4-bit halves of an int8 re-quantization (DecoderBuilder._head_split)."""
+    return any(t.name == "lm_head.high" for t in model.graph.initializer)
 
 
 def lossy_parts(model: onnx.ModelProto) -> list[str]:
@@ -537,6 +582,10 @@ def lossy_parts(model: onnx.ModelProto) -> list[str]:
     head_shortlist = head_shortlist_of(model)
     if head_shortlist == 0:
         return parts
+    if head_is_split(model):
+        return parts + [f"LM head: re-quantized to int8 per block of values and held as two 4-bit halves; the high half "
+                        f"picks {head_shortlist} candidates, both halves score them; sampling sees clipped 4-bit estimates "
+                        f"for the rest (convert --exact-head scores all rows)"]
     return parts + [f"LM head: a 4-bit copy picks {head_shortlist} candidates, scored exactly from the original rows; "
             f"greedy is exact while the true top token is among them, sampling sees clipped 4-bit estimates for the "
             f"rest (convert --exact-head scores all rows)"]

@@ -24,7 +24,8 @@ from .vocab import TokenTexts
 BUNDLE_FORMAT = 1
 # Which builder laid the graph out; `model pull` converts a catalog bundle of an older one again (it still loads).
 # 2: the head's 4-bit picker in blocks of 128, the embedding read from the head's rows when the GGUF stores both.
-BUILDER_REVISION = 2
+# 3: the int8 layout's head held as the two 4-bit halves of an int8 table, the high half picking.
+BUILDER_REVISION = 3
 
 
 class BundleMeta(ArchSpec, kw_only=True):

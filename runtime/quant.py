@@ -253,3 +253,20 @@ def int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale[scale == 0] = 1.0
     return np.rint(w / scale[:, None]).astype(np.int8), scale
 
+
+
+def int8_nibble_split(w: np.ndarray, block: int) -> tuple[BlockCodes, BlockCodes]:
+    """float32 [rows, cols] -> (high, low) 4-bit codes per `block` values whose sum is w re-quantized to int8.
+
+    d = max|block| / 119 and q = round(w / d) in [-119, 119]; u = q + 136 (0..255) splits into high = u >> 4 and
+    low = u & 15, so q·d = (high - 8)·16d + (low - 8)·d exactly. The high half alone is a round-to-nearest 4-bit copy
+    (step 16d): it can pick candidates by itself, and high + low score them, so the int8 table costs no extra 4-bit
+    copy. (119, not 127: u must stay below 256 with the +8 that makes the high half round instead of truncate.)"""
+    rows, cols = w.shape
+    b = w.reshape(rows, cols // block, block).astype(np.float32)
+    d = (np.abs(b).max(axis=-1) / 119.0).astype(np.float32)
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    u = (np.clip(np.rint(b * inv[..., None]), -119, 119) + 136).astype(np.uint8)
+    high = BlockCodes(q=u >> 4, scale=(16 * d).astype(np.float32), offset=(-128 * d).astype(np.float32), qbits=4)
+    low = BlockCodes(q=u & 15, scale=d, offset=(-8 * d).astype(np.float32), qbits=4)
+    return high, low

@@ -159,7 +159,7 @@ def test_an_embedding_that_copies_the_head_is_read_from_the_head_rows(tmp_path):
     shared = load_bundle(convert(copied, tmp_path / "shared", progress=False, layer_weights="int8"))
     g = graph(shared)
     names = {t.name for t in g.graph.initializer}
-    assert embedding_shares_head(g) and "embed_tokens.qweight.rows" not in names and "lm_head.qweight.rows" in names
+    assert embedding_shares_head(g) and "embed_tokens.qweight.rows" not in names and "lm_head.qweight.rows" not in names
     assert any("token embedding: looked up in the LM head's rows" in p for p in shared.meta.lossy)
     ids = shared.tokenizer.encode(PROMPT).ids
     got, want = Decoder(shared).verify(ids), ReferenceModel(copied).logits(ids)
@@ -168,3 +168,41 @@ def test_an_embedding_that_copies_the_head_is_read_from_the_head_rows(tmp_path):
     assert not embedding_shares_head(graph(exact))
     independent = write_tiny_gguf(tmp_path / "i.gguf", arch="qwen2", qtype="Q5_0", seed=4)
     assert not embedding_shares_head(graph(load_bundle(convert(independent, tmp_path / "i", progress=False, layer_weights="int8"))))
+
+
+def test_the_int8_head_is_one_table_whose_high_half_picks(tmp_path):
+    """int8 layout: the head is one int8 table held as two 4-bit halves (no separate 4-bit copy), the high half is
+    the picker, and the candidates' logits are hidden · (the int8 table) -- checked against numpy on the same
+    hidden states; the exact layout keeps the GGUF's rows and a 4-bit copy."""
+    import onnx
+
+    from runtime.builder import head_is_split
+
+    gguf_path = write_tiny_gguf(tmp_path / "t.gguf", arch="qwen2", qtype="Q8_0", seed=5)
+    int8 = load_bundle(convert(gguf_path, tmp_path / "int8", progress=False, layer_weights="int8"))
+    g = onnx.load(str(int8.path / "model.onnx"), load_external_data=False)
+    names = {t.name for t in g.graph.initializer}
+    assert head_is_split(g) and "lm_head.shortlist.qweight" not in names and "lm_head.qweight.rows" not in names
+    assert any("two 4-bit halves" in p for p in int8.meta.lossy)
+    exact = onnx.load(str(load_bundle(convert(gguf_path, tmp_path / "exact", progress=False)).path / "model.onnx"),
+                      load_external_data=False)
+    assert not head_is_split(exact)
+    ids = int8.tokenizer.encode(PROMPT).ids
+    got, want = Decoder(int8).verify(ids), ReferenceModel(gguf_path).logits(ids)
+    assert np.mean(np.argmax(got, -1) == np.argmax(want, -1)) >= 0.75
+
+
+def test_the_nibble_halves_add_up_to_the_int8_table():
+    """quant.int8_nibble_split: high + low is w re-quantized to int8 per block (each value within half a step), and
+    the high half alone rounds the int8 value to its own step of 16 (within half of it)."""
+    from runtime import quant
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 256)).astype(np.float32) * rng.uniform(0.01, 3, (64, 1)).astype(np.float32)
+    w[3, :128] = 0  # an all-zero block
+    high, low = quant.int8_nibble_split(w, 128)
+    both = high.dequantize() + low.dequantize()
+    step = np.repeat(np.abs(w.reshape(64, 2, 128)).max(-1) / 119.0, 128, axis=-1)
+    assert np.all(np.abs(both - w) <= step / 2 + 1e-6)
+    assert np.all(np.abs(high.dequantize() - both) <= 8 * step + 1e-6)  # of the int8 value: round, not truncate
+    assert not np.any(both[3, :128]) and high.q.max() <= 15 and low.q.max() <= 15
