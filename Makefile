@@ -20,12 +20,13 @@ demo: install
 	$(WL) model pull
 	$(WL) complete examples/sample.py:16:1 --mode block
 	$(WL) generate --file examples/sample.py --max-tokens 64 --greedy
-	$(WL) simulate --model smollm2-135m --hardware wse3
+	$(WL) simulate --model qwen2.5-coder-0.5b --hardware wse3
 
 test: test-python test-vscode e2e
 
 test-python: install
 	$(WL) model pull
+	$(WL) model pull smollm2-135m
 	$(PY) -m pytest -q
 
 test-vscode:

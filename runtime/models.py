@@ -48,7 +48,7 @@ class CatalogModel(msgspec.Struct, frozen=True):
     layer_weights: Literal["exact", "int8"] = "exact"  # how pull converts it (builder.LAYER_WEIGHTS), chosen by measurement
 
 
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 CATALOG: dict[str, CatalogModel] = msgspec.toml.decode(
     (Path(__file__).parent / "data" / "models.toml").read_bytes(), type=dict[str, CatalogModel])
 

@@ -28,7 +28,15 @@ def tiny_bundle(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def default_bundle():
-    """The real default model, pulled once into the user cache (`make test` pulls it before pytest)."""
+    """The real default model (Qwen2.5-Coder-0.5B), pulled once into the user cache (`make test` pulls it first)."""
     from runtime.models import pull
 
     return pull(progress=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2_bundle():
+    """SmolLM2-135M, the small real model the exact-layout checks run on (`make test` pulls it too)."""
+    from runtime.models import pull
+
+    return pull("smollm2-135m", progress=False)

@@ -63,16 +63,16 @@ def test_simulate_takes_the_measured_rate(tmp_path, monkeypatch, capsys):
     assert stated["acceptance"] == 0.5 and stated["acceptance_source"] == "stated"
 
 
-def test_a_served_catalog_model_counts_its_drafts_and_a_scratch_bundle_does_not(default_bundle, tiny_bundle,
+def test_a_served_catalog_model_counts_its_drafts_and_a_scratch_bundle_does_not(smollm2_bundle, tiny_bundle,
                                                                                 tmp_path, monkeypatch):
     from runtime.complete import CompletionRequest, CompletionService
 
     monkeypatch.setenv("WAFERLINE_ACCEPTANCE_DIR", str(tmp_path))
     code = "".join(f"def f{i}(a, b):\n    return a + b * {i}\n\n\n" for i in range(6)) + "def f6(a, b):\n    return"
-    svc = CompletionService.load(default_bundle.name)
+    svc = CompletionService.load(smollm2_bundle.name)
     for n in (24, 32):  # two requests: the second is not a cache hit
         svc.complete(CompletionRequest(prefix=code, suffix="", doc_key="d", max_new_tokens=n, mode="block"))
     svc.acceptance.flush()
-    t = read_tally(default_bundle.name)
+    t = read_tally(smollm2_bundle.name)
     assert t is not None and t.completions >= 1 and t.drafted > 0 and t.accepted + t.misses <= t.drafted
     assert CompletionService.load(str(tiny_bundle)).acceptance is None  # not a catalog model: not the user's figure

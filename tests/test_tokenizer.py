@@ -80,8 +80,8 @@ def test_ids_equal_reference_bpe(tmp_path, arch):
         assert bundle.tokenizer.decode(ids, skip_special_tokens=False) == text
 
 
-def test_default_model_tokenizer(default_bundle):
-    bundle = load_bundle(default_bundle)
+def test_default_model_tokenizer(smollm2_bundle):
+    bundle = load_bundle(smollm2_bundle)
     ref = reference_for(bundle)
     for text in CODE_CORPUS:
         ids = bundle.tokenizer.encode(text, add_special_tokens=False).ids

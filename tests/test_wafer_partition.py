@@ -48,6 +48,6 @@ def test_tiny_bundle_partition_is_exact(tmp_path):
     assert check_bundle(bundle) <= 1e-4
 
 
-def test_default_model_partition_is_exact(default_bundle):
+def test_default_model_partition_is_exact(smollm2_bundle):
     """The real default model (pulled by `make test` before pytest; the fixture pulls it otherwise)."""
-    assert check_bundle(default_bundle) <= 1e-4
+    assert check_bundle(smollm2_bundle) <= 1e-4
