@@ -50,6 +50,44 @@ def _return_freed_memory_to_os() -> None:
         pass
 
 
+def release_loaded_weights(data_path: str) -> int:
+    """Page out what loading touched in the weights file; returns how many KiB of it were resident before.
+
+    ORT maps the external data (private, per initializer) and reads every weight once to prepack it into its own
+    buffers; those file pages then stay in our RSS although decode reads the packed copies (Qwen2.5-Coder-0.5B: 68 MB,
+    the head's picker half; peak RSS 663 -> 601 MB). MADV_PAGEOUT keeps every byte (a page ORT wrote goes to swap or
+    stays, never dropped); rows gathered later fault back in from the page cache. No-op off Linux."""
+    try:
+        maps = open("/proc/self/maps").read().splitlines()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    except (OSError, AttributeError):
+        return 0
+    before = mapped_kib(data_path)
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == data_path:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            libc.madvise(start, end - start, 21)  # MADV_PAGEOUT (Linux 5.4); EINVAL on older kernels: left as is
+    return before
+
+
+def mapped_kib(path: str) -> int:
+    """KiB of `path` resident in this process (/proc/self/smaps; 0 where there is none)."""
+    total, current = 0, None
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                fields = line.split(maxsplit=5)
+                if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
+                    current = fields[5].rstrip("\n") if len(fields) == 6 else None
+                elif line.startswith("Rss:") and current == path:
+                    total += int(line.split()[1])
+    except OSError:
+        return 0
+    return total
+
+
 class _Slot:
     """One sequence's KV cache: buffers bound in place, the token ids whose K/V they hold, the step binding."""
 
@@ -72,6 +110,7 @@ class Decoder:
             self.session = ort.InferenceSession(str(bundle.model_path), session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises a zoo of types for a damaged file
             raise ModelError(f"cannot load {bundle.model_path}: {str(exc).splitlines()[0][:300]}") from None
+        release_loaded_weights(str(bundle.path.resolve() / "model.onnx.data"))
         self.max_slots = max(1, int(max_slots))
         # single-token step: arrays updated in place, bound once per slot
         self._step_ids = np.zeros((1, 1), np.int64)

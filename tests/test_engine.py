@@ -169,3 +169,26 @@ def test_rename_slot_puts_a_cache_prefilled_aside_in_a_documents_place(bundle):
     assert dec.use_slot("doc") and dec.tokens == b
     np.testing.assert_allclose(dec.prefill(b), want, atol=1e-5)
     assert not dec.rename_slot("missing", "doc") and dec.tokens == b
+
+
+def test_loaded_weights_are_paged_out_and_logits_do_not_change(tiny_bundle, monkeypatch):
+    """After the session is built, the weights file's pages that prepacking touched leave our RSS (MADV_PAGEOUT), and
+    the logits are bit-identical to a session whose pages stayed."""
+    import sys
+
+    from runtime import engine
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("MADV_PAGEOUT is Linux's")
+    bundle = load_bundle(tiny_bundle)
+    data = str(bundle.path.resolve() / "model.onnx.data")
+    ids = bundle.tokenizer.encode("def add(a, b):\n    return").ids
+    released = engine.Decoder(bundle)
+    assert engine.mapped_kib(data) == 0  # before any row is gathered
+    got = released.verify(ids).copy()
+    gathered = engine.mapped_kib(data)  # the rows the embedding looked up fault back in
+    monkeypatch.setattr(engine, "release_loaded_weights", lambda path: 0)
+    kept = engine.Decoder(bundle)
+    assert engine.mapped_kib(data) > gathered  # what the release takes away
+    assert np.array_equal(got, kept.verify(ids))
+    assert engine.release_loaded_weights("/nonexistent/model.onnx.data") == 0
