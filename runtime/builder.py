@@ -266,21 +266,25 @@ class DecoderBuilder:
             self._head_lin = _Linear(self._tensor(self._head_name()), self.spec.vocab_size, self.spec.d_model)
         return self._head_lin
 
-    def _head_uses_rows(self, lin: _Linear) -> bool:
+    def _head_uses_rows(self) -> bool:
         """The head shortlists candidates and scores them from its quantized rows (else it is one exact matmul)."""
         s = self.spec
-        return lin.codes is not None and self.head_shortlist > 0 and s.vocab_size >= 4 * self.head_shortlist and s.d_model % 32 == 0
+        return self._head_linear().codes is not None and self.head_shortlist > 0 and s.vocab_size >= 4 * self.head_shortlist and s.d_model % 32 == 0
 
     def _head_split(self) -> tuple[quant.BlockCodes, quant.BlockCodes] | None:
         """The int8 layout's head: re-quantized to int8 per block and held as two 4-bit halves (quant.int8_nibble_split),
         the high half doubling as the candidate picker, so the head is one table instead of a table plus a 4-bit copy
-        (Qwen2.5-Coder-0.5B: 225 -> 141 MB). None in the exact layout, which keeps the GGUF's blocks as stored."""
-        lin = self._head_linear()
-        if self.w is None or self.layer_weights != "int8" or not self._head_uses_rows(lin):
+        (Qwen2.5-Coder-0.5B: 225 -> 149 MB). None in the exact layout, which keeps the GGUF's blocks as stored."""
+        if self.w is None or self.layer_weights != "int8" or not self._head_uses_rows():
             return None
         if self._head_halves is None:
-            self._head_halves = quant.int8_nibble_split(lin.codes.dequantize(), self._shortlist_block())
+            self._head_halves = quant.int8_nibble_split(self._head_linear().codes.dequantize(), self._shortlist_block())
         return self._head_halves
+
+    def _head_half(self, half: str, codes: quant.BlockCodes) -> str:
+        """The initializer of one half, [V, nb, block/2] (MatMulNBits' shape), packed once for every node reading it."""
+        name = f"lm_head.{half}"
+        return name if name in self.g.inits else self.g.init(name, quant.kernel_blob(codes))
 
     def _shortlist_block(self) -> int:
         return next(b for b in (128, 64, 32) if b <= SHORTLIST_BLOCK and self.spec.d_model % b == 0)
@@ -298,7 +302,7 @@ class DecoderBuilder:
         halves = []
         for half, codes in zip(("high", "low"), split):
             rows, nb, block = codes.q.shape
-            data = self.g.init(f"lm_head.{half}", quant.kernel_blob(codes))  # [V, nb, block/2]: MatMulNBits' shape
+            data = self._head_half(half, codes)
             scales = self.g.init(f"lm_head.{half}.block_scales", codes.scale[..., None])
             halves.append(self.g.node("GatherBlockQuantized", [data, ids, scales], f"{scope}/{half}/GatherBlockQuantized",
                                       domain=MS_DOMAIN, gather_axis=0, quantize_axis=2, block_size=block, bits=4))
@@ -314,7 +318,7 @@ class DecoderBuilder:
         if self.w is None or self.layer_weights != "int8" or self._head_name() != "output.weight":
             return False
         emb, head = self._tensor("token_embd.weight"), self._tensor("output.weight")
-        if not self._head_uses_rows(self._head_linear()) or emb.qtype not in quant.QUANT_BYTES or head.qtype not in quant.QUANT_BYTES:
+        if not self._head_uses_rows() or emb.qtype not in quant.QUANT_BYTES or head.qtype not in quant.QUANT_BYTES:
             return False
         if quant.bits_per_weight(head.qtype) < quant.bits_per_weight(emb.qtype) or (emb.rows, emb.cols) != (head.rows, head.cols):
             return False
@@ -368,7 +372,7 @@ class DecoderBuilder:
         s, scope = self.spec, "/lm_head"
         name = self._head_name()
         lin = self._head_linear()
-        if not self._head_uses_rows(lin):
+        if not self._head_uses_rows():
             return self.linear(hidden, scope, "lm_head", [(name, s.vocab_size)], s.d_model)
         block, split = self._shortlist_block(), self._head_split()
         if split is None:
@@ -376,7 +380,7 @@ class DecoderBuilder:
             b = self.g.init("lm_head.shortlist.qweight", quant.kernel_blob(approx))
         else:  # the high half of the head's own int8 codes: a 4-bit copy that costs no bytes
             approx = split[0]
-            b = self.g.init("lm_head.high", quant.kernel_blob(approx))
+            b = self._head_half("high", approx)
         sc = self.g.init("lm_head.shortlist.scales", approx.scale.reshape(-1))
         rough = self.g.node("MatMulNBits", [hidden, b, sc], f"{scope}/shortlist/MatMulNBits", domain=MS_DOMAIN,
                             K=s.d_model, N=s.vocab_size, bits=4, block_size=block, accuracy_level=ACCURACY_LEVEL)

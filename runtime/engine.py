@@ -51,7 +51,7 @@ def _return_freed_memory_to_os() -> None:
 
 
 def release_loaded_weights(data_path: str) -> int:
-    """Page out what loading touched in the weights file; returns how many KiB of it were resident before.
+    """Page out what loading touched in the weights file; returns how many of its mappings were advised.
 
     ORT maps the external data (private, per initializer) and reads every weight once to prepack it into its own
     buffers; those file pages then stay in our RSS although decode reads the packed copies (Qwen2.5-Coder-0.5B: 68 MB,
@@ -63,29 +63,14 @@ def release_loaded_weights(data_path: str) -> int:
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     except (OSError, AttributeError):
         return 0
-    before = mapped_kib(data_path)
+    advised = 0
     for line in maps:
         fields = line.split(maxsplit=5)
         if len(fields) == 6 and fields[5] == data_path:
             start, end = (int(x, 16) for x in fields[0].split("-"))
             libc.madvise(start, end - start, 21)  # MADV_PAGEOUT (Linux 5.4); EINVAL on older kernels: left as is
-    return before
-
-
-def mapped_kib(path: str) -> int:
-    """KiB of `path` resident in this process (/proc/self/smaps; 0 where there is none)."""
-    total, current = 0, None
-    try:
-        with open("/proc/self/smaps") as f:
-            for line in f:
-                fields = line.split(maxsplit=5)
-                if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
-                    current = fields[5].rstrip("\n") if len(fields) == 6 else None
-                elif line.startswith("Rss:") and current == path:
-                    total += int(line.split()[1])
-    except OSError:
-        return 0
-    return total
+            advised += 1
+    return advised
 
 
 class _Slot:

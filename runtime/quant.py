@@ -254,7 +254,6 @@ def int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(w / scale[:, None]).astype(np.int8), scale
 
 
-
 def int8_nibble_split(w: np.ndarray, block: int) -> tuple[BlockCodes, BlockCodes]:
     """float32 [rows, cols] -> (high, low) 4-bit codes per `block` values whose sum is w re-quantized to int8.
 

@@ -184,11 +184,27 @@ def test_loaded_weights_are_paged_out_and_logits_do_not_change(tiny_bundle, monk
     data = str(bundle.path.resolve() / "model.onnx.data")
     ids = bundle.tokenizer.encode("def add(a, b):\n    return").ids
     released = engine.Decoder(bundle)
-    assert engine.mapped_kib(data) == 0  # before any row is gathered
+    assert _mapped_kib(data) == 0  # before any row is gathered
     got = released.verify(ids).copy()
-    gathered = engine.mapped_kib(data)  # the rows the embedding looked up fault back in
+    gathered = _mapped_kib(data)  # the rows the embedding looked up fault back in
     monkeypatch.setattr(engine, "release_loaded_weights", lambda path: 0)
     kept = engine.Decoder(bundle)
-    assert engine.mapped_kib(data) > gathered  # what the release takes away
+    assert _mapped_kib(data) > gathered  # what the release takes away
     assert np.array_equal(got, kept.verify(ids))
     assert engine.release_loaded_weights("/nonexistent/model.onnx.data") == 0
+
+
+def _mapped_kib(path: str) -> int:
+    """KiB of `path` resident in this process (/proc/self/smaps; 0 where there is none)."""
+    total, current = 0, None
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                fields = line.split(maxsplit=5)
+                if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
+                    current = fields[5].rstrip("\n") if len(fields) == 6 else None
+                elif line.startswith("Rss:") and current == path:
+                    total += int(line.split()[1])
+    except OSError:
+        return 0
+    return total
