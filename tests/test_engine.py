@@ -194,6 +194,33 @@ def test_loaded_weights_are_paged_out_and_logits_do_not_change(tiny_bundle, monk
     assert engine.release_loaded_weights("/nonexistent/model.onnx.data") == 0
 
 
+def test_pages_are_paged_out_while_the_session_loads(tmp_path):
+    """The load-time helper pages a mapped file out while the caller is busy (ORT building its session), and stops
+    with the block: the peak of load holds the packed weights, not also the file they were packed from."""
+    import mmap
+    import sys
+    import threading
+    import time
+
+    from runtime import engine
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("MADV_PAGEOUT is Linux's")
+    data = tmp_path / "model.onnx.data"
+    data.write_bytes(np.random.default_rng(0).integers(0, 255, 4 << 20, dtype=np.uint8).tobytes())
+    with open(data, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        assert sum(mapped[i] for i in range(0, len(mapped), 4096)) > 0  # touch every page, as prepacking does
+        resident = [_mapped_kib(str(data.resolve()))]
+        with engine._paging_out_while_loading(str(data.resolve()), every_s=0.005):
+            for _ in range(1000):  # generous: the helper runs every 5 ms
+                time.sleep(0.005)
+                resident.append(_mapped_kib(str(data.resolve())))
+                if resident[-1] == 0:
+                    break
+        assert resident[0] > 0 and resident[-1] == 0
+        assert not any(t.name == "waferline-load-pageout" for t in threading.enumerate())
+
+
 def _mapped_kib(path: str) -> int:
     """KiB of `path` resident in this process (/proc/self/smaps; 0 where there is none)."""
     total, current = 0, None
