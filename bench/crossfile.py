@@ -6,8 +6,14 @@ The set, in the manner of CrossCodeEval (Ding et al., 2023), built from pure-Pyt
 - a file F of package P and a name n that F imports from another module M of P (`from .m import n`,
   `from P.m import n`, `as` aliases too), which M defines at top level (def, class or assignment);
 - a line of F below that import which uses n (a NAME token: not in a string or comment, not `x.n`, not an import
-  line); the cursor sits right before n's first use on the line, and the rest of the line is the target: it is
-  removed from F, the lines after it stay (the suffix);
+  line), n's first use on the line; the rest of the line after the cursor is the target: it is removed from F, the
+  lines after it stay (the suffix). Where the cursor sits (--rule):
+  - api (default): only uses that read M's API -- n followed by `.attr` or by a call with arguments -- and the cursor
+    right after `n.` or `n(`: what follows is a member or the arguments of M's signature, which the file alone does
+    not say. This is CrossCodeEval's selection (imports replaced by empty classes; the lines a checker then flags:
+    missing members, wrong arguments);
+  - use: every use, the cursor right before n (the name itself is in F's import line, so this measures mostly
+    in-file choice: `x: Config`, `raise Error`);
 - the open tabs: F, M and --distractors other modules of P (seeded), at workspace-relative paths `P/...`;
 - positions are drawn round-robin over the packages (so a big package does not drown the others), shuffled with
   --seed, at most --per-file per file.
@@ -83,8 +89,9 @@ def _top_level_defs(tree: ast.Module) -> dict[str, int]:
     return out
 
 
-def candidates(package: str, files: dict[str, str]) -> list[tuple[str, int, int, str, int]]:
-    """(F, line, column, M, definition line) of every use that the rules of the set admit."""
+def candidates(package: str, files: dict[str, str], rule: str = "use") -> list[tuple[str, int, int, str, int]]:
+    """(F, line, column, M, definition line) of every use that the rules of the set admit (`rule`: see the module
+    docstring)."""
     trees: dict[str, ast.Module] = {}
     for path, text in files.items():
         try:
@@ -115,29 +122,37 @@ def candidates(package: str, files: dict[str, str]) -> list[tuple[str, int, int,
             continue
         lines = files[path].splitlines()
         done: set[int] = set()
-        prev = None
         try:
-            for tok in tokenize.generate_tokens(io.StringIO(files[path]).readline):
-                row, col = tok.start
-                if (tok.type == tokenize.NAME and tok.string in imported and row not in done
-                        and row > imported[tok.string][2] and not (prev and prev.string == ".")
-                        and not lines[row - 1].lstrip().startswith(("import ", "from "))):
-                    done.add(row)
-                    m, def_line, _ = imported[tok.string]
-                    out.append((path, row, col, m, def_line))
-                if tok.type not in (tokenize.NL, tokenize.COMMENT):
-                    prev = tok
+            toks = [t for t in tokenize.generate_tokens(io.StringIO(files[path]).readline)
+                    if t.type not in (tokenize.NL, tokenize.COMMENT)]
         except (tokenize.TokenError, SyntaxError):
             continue
+        for k, tok in enumerate(toks):
+            row, col = tok.start
+            if (tok.type != tokenize.NAME or tok.string not in imported or row in done
+                    or row <= imported[tok.string][2] or (k and toks[k - 1].string == ".")
+                    or lines[row - 1].lstrip().startswith(("import ", "from "))):
+                continue
+            if rule == "api":  # the cursor where the line starts to need M: after `n.` or after `n(` with arguments
+                nxt, after = (toks[k + 1], toks[k + 2]) if k + 2 < len(toks) else (None, None)
+                if nxt is None or nxt.start[0] != row or nxt.string not in (".", "(") or after.string == ")":
+                    continue
+                if nxt.string == "." and after.type != tokenize.NAME:
+                    continue
+                col = nxt.end[1]
+            done.add(row)
+            m, def_line, _ = imported[tok.string]
+            out.append((path, row, col, m, def_line))
     return out
 
 
-def positions(n: int, seed: int, packages: list[str], per_file: int, distractors: int) -> list[Position]:
+def positions(n: int, seed: int, packages: list[str], per_file: int, distractors: int,
+              rule: str = "use") -> list[Position]:
     rng = random.Random(seed)
     pools = []
     for package in packages:
         files = package_files(package)
-        cands = candidates(package, files)
+        cands = candidates(package, files, rule)
         rng.shuffle(cands)
         pools.append((package, files, cands))
     out: list[Position] = []
@@ -146,11 +161,11 @@ def positions(n: int, seed: int, packages: list[str], per_file: int, distractors
         for package, files, cands in pools:
             while cands and len(out) < n:
                 path, row, col, m, def_line = cands.pop()
-                if used.get(path, 0) >= per_file:
-                    continue
-                used[path] = used.get(path, 0) + 1
                 lines = files[path].splitlines(keepends=True)
                 line = lines[row - 1].rstrip("\r\n")
+                if used.get(path, 0) >= per_file or not line[col:].strip():  # a call whose arguments start below
+                    continue
+                used[path] = used.get(path, 0) + 1
                 others = sorted(p for p in files if p not in (path, m))
                 tabs = {m: files[m], **{p: files[p] for p in rng.sample(others, min(distractors, len(others)))}}
                 out.append(Position(package, path, "".join(lines[: row - 1]) + line[:col],
@@ -241,6 +256,8 @@ def main() -> int:
     ap.add_argument("--per-file", type=int, default=2)
     ap.add_argument("--distractors", type=int, default=2, help="open tabs besides F and M")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rule", choices=["use", "api"], default="api",
+                    help="use: before any use of n; api: after `n.` or `n(` with arguments (see the docstring)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dump", help="write each position's target, answers and snippets here (JSON lines)")
     args = ap.parse_args()
@@ -249,7 +266,7 @@ def main() -> int:
 
     print(cpu_line())
     packages = [p for p in args.packages.split(",") if importlib.util.find_spec(p) is not None]
-    pos = positions(args.positions, args.seed, packages, args.per_file, args.distractors)
+    pos = positions(args.positions, args.seed, packages, args.per_file, args.distractors, args.rule)
     budgets = [int(b) for b in args.budgets.split(",")]
     print(f"{len(pos)} positions from {', '.join(sorted({p.package for p in pos}))}")
     with open(args.dump, "w", encoding="utf-8") if args.dump else contextlib.nullcontext() as f:
@@ -261,7 +278,7 @@ def main() -> int:
         print(f"  {what:>16}: exact {s['exact']:.1%} edit-sim {s['sim']:.3f} prompt {s['prompt']:.0f} tok "
               f"{s['s'] * 1e3:.0f} ms/position{hit}")
         parts.append(f"{what} exact {s['exact']:.1%} es {s['sim']:.3f} prompt {s['prompt']:.0f}")
-    print(f"crossfile {args.model} ({len(pos)} positions, seed {args.seed}, {args.distractors} distractor tabs, "
+    print(f"crossfile {args.model} ({len(pos)} positions, rule {args.rule}, seed {args.seed}, {args.distractors} distractor tabs, "
           f"greedy, line, maxPromptTokens {MAX_PROMPT_TOKENS}, {args.threads} threads): " + " | ".join(parts))
     return 0
 

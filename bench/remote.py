@@ -437,7 +437,7 @@ class Bench:
                "prompt_tokens_mean": float(np.mean(tokens))}
         for k, v in out.items():
             if v["ms"]:
-                e, s = score(v["text"], pos)
+                e, s, _ = score(v["text"], pos)
                 res[k] = {"exact": e, "edit_sim": s, "p50": pct(v["ms"], 50), "p95": pct(v["ms"], 95)}
         return res
 

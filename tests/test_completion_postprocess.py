@@ -10,6 +10,7 @@ from runtime.complete.postprocess import (
     make_post_context,
     postprocess,
     scan_brackets,
+    scan_start,
 )
 
 
@@ -134,6 +135,23 @@ def test_balance_brackets(prefix, raw, suffix, want):
 def test_scan_brackets_skips_strings_and_comments():
     assert scan_brackets("f(a, '(', \"[\"  # (\n") == ["("]
     assert scan_brackets('x = """(\n[""" + g(') == ["("]
+    assert scan_brackets("s = 'it\\'s ('; f(") == ["("]  # escaped quote stays inside the string
+
+
+def test_a_long_docstring_before_the_cursor_does_not_invert_the_scan():
+    """A fixed window once started inside this docstring: every bracket read as string and the ")" the line needs
+    was cut (raw "s)" shown as "s"), and the code around the cursor counted as a comment."""
+    prefix = 'def f(x):\n    """' + "Explains (a lot).\n" * 400 + '    """\n    n = len(' 
+    assert pp(prefix, "x)\n") == "x)"
+    assert not in_comment_or_string(prefix)
+
+
+def test_a_huge_file_scans_from_a_top_level_statement():
+    body = "def g():\n    return [1, 2]\n\n" * 20_000  # ~600 kB
+    prefix = body + 'def h():\n    """Doc (\n    """\n    return max('
+    start = scan_start(prefix)
+    assert 0 < start and prefix[start:].startswith("def ")
+    assert pp(prefix, "a, b)\n") == "a, b)"
 
 
 # -- keep indentation --------------------------------------------------------------------------------------------
@@ -174,3 +192,6 @@ def test_in_comment_or_string():
     assert in_comment_or_string('def f():\n    """Doc ')
     assert not in_comment_or_string("s = '#'; t = ")
     assert not in_comment_or_string("x = ")
+    assert in_comment_or_string("msg = 'Hello wor")  # inside a one-line string
+    assert not in_comment_or_string("half = n // ")  # floor division, not a // comment
+    assert in_comment_or_string("int x = 1;\n  // note ")

@@ -40,33 +40,24 @@ def is_mid_word(prefix: str, suffix: str) -> bool:
     return bool(suffix) and bool(_WORD.match(suffix[0]))
 
 
+# One match per string literal (triple-quoted ones may span lines; an unterminated one runs to the end, a single-line
+# one to its line's end), # comment, or bracket: the regex engine does the character loop, so a whole file scans fast.
+_LEXEME = re.compile(
+    r"""(?P<tq>\"\"\"|\'\'\')(?:\\.|.)*?(?:(?P<tq_end>(?P=tq))|\Z)"""
+    r"""|"(?:\\.|[^"\\\n])*(?:(?P<dq_end>")|(?=\n)|\Z)|'(?:\\.|[^'\\\n])*(?:(?P<sq_end>')|(?=\n)|\Z)"""
+    r"|(?P<comment>#[^\n]*)|[()\[\]{}]",
+    re.S,
+)
+_TOP_STATEMENT = re.compile(r"^(?:def|class|async def|import|from|@)\b", re.M)
+SCAN_CHARS = 256_000  # beyond this the scan starts at a top-level statement: 1 MB files stay fast
+
+
 def _code_brackets(code: str):
     """(index, char) of each bracket in `code` outside strings and # comments (approximate, never raises)."""
-    i, n = 0, len(code)
-    quote: str | None = None
-    while i < n:
-        c = code[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if code.startswith(quote, i):
-                i += len(quote)
-                quote = None
-                continue
-            if c == "\n" and len(quote) == 1:
-                quote = None  # unterminated single-line string: recover at the line end
-        elif c == "#":
-            j = code.find("\n", i)
-            i = n if j == -1 else j
-            continue
-        elif c in "\"'":
-            quote = code[i : i + 3] if code.startswith(c * 3, i) else c
-            i += len(quote)
-            continue
-        elif c in _OPEN or c in _CLOSE:
-            yield i, c
-        i += 1
+    for m in _LEXEME.finditer(code):
+        c = m.group()
+        if len(c) == 1 and c in "()[]{}":
+            yield m.start(), c
 
 
 def scan_brackets(code: str, stack: list[str] | None = None) -> list[str]:
@@ -80,19 +71,32 @@ def scan_brackets(code: str, stack: list[str] | None = None) -> list[str]:
     return stack
 
 
-def in_comment_or_string(prefix_window: str) -> bool:
-    """Is the cursor inside a # comment or an open triple-quoted string (docstring)? Prose is fine there."""
-    line = prefix_window[prefix_window.rfind("\n") + 1 :]
-    quote = None
-    for i, c in enumerate(line):
-        if quote:
-            if c == quote:
-                quote = None
-        elif c in "\"'":
-            quote = c
-        elif c == "#" or line.startswith("//", i):
-            return True
-    return prefix_window.count('"""') % 2 == 1 or prefix_window.count("'''") % 2 == 1
+def _ends_open(code: str) -> bool:
+    """Does `code` end inside a string literal or a # comment (its last lexeme runs unterminated to the end)?"""
+    last = None
+    for last in _LEXEME.finditer(code):
+        pass
+    if last is None or last.end() != len(code) or len(last.group()) == 1 and last.group() in "()[]{}":
+        return False
+    return last["comment"] is not None or not (last["tq_end"] or last["dq_end"] or last["sq_end"])
+
+
+def scan_start(prefix: str, max_chars: int = SCAN_CHARS) -> int:
+    """Where a scan of the prefix may start without landing inside a string: 0 for all but huge files, else the last
+    top-level def/class/import/decorator line within the last `max_chars` (a docstring never starts one)."""
+    if len(prefix) <= max_chars:
+        return 0
+    lo = len(prefix) - max_chars
+    m = _TOP_STATEMENT.search(prefix, lo)
+    return m.start() if m else prefix.find("\n", lo) + 1
+
+
+def in_comment_or_string(prefix: str) -> bool:
+    """Is the cursor inside a comment or a string literal (a docstring too)? Prose is fine there."""
+    line = prefix[prefix.rfind("\n") + 1 :]
+    if line.lstrip().startswith("//"):
+        return True  # a // comment line (C-family files)
+    return _ends_open(prefix[scan_start(prefix) :])
 
 
 def detect_indent_unit(text: str) -> str:
@@ -113,21 +117,21 @@ def detect_indent_unit(text: str) -> str:
 
 
 def make_post_context(prefix: str, suffix: str, mode: Mode, window_chars: int = 4000) -> PostContext:
-    """Build the post-processing context from the text on both sides of the cursor."""
-    window = prefix[-window_chars:]
+    """Build the post-processing context from the text on both sides of the cursor. Brackets and string state come
+    from a scan of the whole prefix (bounded by scan_start): a window could start inside a docstring and invert both."""
     line_prefix = prefix[prefix.rfind("\n") + 1 :]
     nl = suffix.find("\n")
     rest = suffix if nl == -1 else suffix[:nl]
     next_lines = [] if nl == -1 else suffix[nl + 1 :].split("\n", 8)[:8]
-    cut = window.find("\n") + 1 if len(prefix) > window_chars else 0  # scan from a line start
+    scanned = prefix[scan_start(prefix) :]
     return PostContext(
         line_prefix=line_prefix,
         rest_of_line=rest,
         next_lines=next_lines,
         mode=mode,
-        open_brackets=scan_brackets(window[cut:]),
-        in_comment_or_string=in_comment_or_string(window),
-        indent_unit=detect_indent_unit(window),
+        open_brackets=scan_brackets(scanned),
+        in_comment_or_string=in_comment_or_string(prefix),
+        indent_unit=detect_indent_unit(prefix[-window_chars:]),
     )
 
 
