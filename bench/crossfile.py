@@ -8,9 +8,9 @@ The set, in the manner of CrossCodeEval (Ding et al., 2023), built from pure-Pyt
 - a line of F below that import which uses n (a NAME token: not in a string or comment, not `x.n`, not an import
   line), n's first use on the line; the rest of the line after the cursor is the target: it is removed from F, the
   lines after it stay (the suffix). Where the cursor sits (--rule):
-  - api (default): only uses that read M's API -- n followed by `.attr` or by a call with arguments -- and the cursor
-    right after `n.` or `n(`: what follows is a member or the arguments of M's signature, which the file alone does
-    not say. This is CrossCodeEval's selection (imports replaced by empty classes; the lines a checker then flags:
+  - api (default): only uses that read M's API -- n followed by `.attr` or by a call with arguments -- the first
+    such use of that member (of a call of n) in F, and the cursor right after `n.` or `n(`: what follows is a member
+    or the arguments of M's signature, which the file alone does not say. This is CrossCodeEval's selection (imports replaced by empty classes; the lines a checker then flags:
     missing members, wrong arguments);
   - use: every use, the cursor right before n (the name itself is in F's import line, so this measures mostly
     in-file choice: `x: Config`, `raise Error`);
@@ -122,6 +122,7 @@ def candidates(package: str, files: dict[str, str], rule: str = "use") -> list[t
             continue
         lines = files[path].splitlines()
         done: set[int] = set()
+        seen: set[tuple[str, str]] = set()  # (n, member) and (n, "(") already used above in F
         try:
             toks = [t for t in tokenize.generate_tokens(io.StringIO(files[path]).readline)
                     if t.type not in (tokenize.NL, tokenize.COMMENT)]
@@ -139,6 +140,10 @@ def candidates(package: str, files: dict[str, str], rule: str = "use") -> list[t
                     continue
                 if nxt.string == "." and after.type != tokenize.NAME:
                     continue
+                key = (tok.string, after.string if nxt.string == "." else "(")
+                if key in seen:  # F already shows this member / a call of n: the file alone says it
+                    continue
+                seen.add(key)
                 col = nxt.end[1]
             done.add(row)
             m, def_line, _ = imported[tok.string]
