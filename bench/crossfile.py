@@ -1,6 +1,7 @@
 """Cross-file context: exact match and edit similarity of line completions without and with the other open tabs.
 
     python bench/crossfile.py [--model smollm2-135m] [--positions 200] [--budgets 0,256,512] [--seed 0] [--dump F]
+                              [--rule api|use] [--anchor]
 
 The set, in the manner of CrossCodeEval (Ding et al., 2023), built from pure-Python packages installed here:
 - a file F of package P and a name n that F imports from another module M of P (`from .m import n`,
@@ -22,7 +23,9 @@ back-off + token healing, FIM for FIM models, post-processing; greedy, line mode
 1024) once per budget, alternating: budget 0 is the file alone; any other is runtime.crossfile's snippets within
 that many tokens (contextTokens), as the server sends them, on top of the file's window. Reported per budget: exact
 match of the rest of the line, edit similarity, mean prompt tokens, time per position, and how often M's definition of
-n was a snippet. Prints the CPU first and one summary line last; --dump writes one JSON line per position as it goes
+n was a snippet. --anchor: llama.cpp FIM on the same GGUF and the file alone (bench/quality.py's llama.vscode
+request: no repo header of ours, no token healing), for the "ours vs llama.cpp" ratio on real package code where
+the cursor never follows a space. Prints the CPU first and one summary line last; --dump writes one JSON line per position as it goes
 (target, answers, prompt tokens, snippets), to read the answers behind the figures.
 """
 
@@ -264,6 +267,8 @@ def main() -> int:
     ap.add_argument("--rule", choices=["use", "api"], default="api",
                     help="use: before any use of n; api: after `n.` or `n(` with arguments (see the docstring)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--anchor", action="store_true",
+                    help="also llama.cpp FIM on the same GGUF, file alone (bench/quality.py's llama.vscode request)")
     ap.add_argument("--dump", help="write each position's target, answers and snippets here (JSON lines)")
     args = ap.parse_args()
 
@@ -283,6 +288,20 @@ def main() -> int:
         print(f"  {what:>16}: exact {s['exact']:.1%} edit-sim {s['sim']:.3f} prompt {s['prompt']:.0f} tok "
               f"{s['s'] * 1e3:.0f} ms/position{hit}")
         parts.append(f"{what} exact {s['exact']:.1%} es {s['sim']:.3f} prompt {s['prompt']:.0f}")
+    if args.anchor:
+        from bench.quality import run_anchor, score
+        from runtime import models
+        from runtime.bundle import read_meta
+
+        meta = read_meta(models.resolve_model(args.model))
+        quads = [(p.package, p.prefix, p.suffix, p.target) for p in pos]
+        outs, anc_s = run_anchor(str(models.gguf_path(args.model)), quads, args.threads, meta if meta.has_fim else None)
+        e, es, _ = score(outs, quads)
+        alone = stats.get(0, {}).get("exact", 0.0)
+        kind = "FIM" if meta.has_fim else "plain"
+        print(f"  llama.cpp {kind}, file alone: exact {e:.1%} edit-sim {es:.3f} ({anc_s / len(pos) * 1e3:.0f} ms/position)"
+              + (f"; ours file alone / llama.cpp: {alone / e:.2f}x" if e and 0 in stats else ""))
+        parts.append(f"llama.cpp {kind} file alone exact {e:.1%} es {es:.3f}")
     print(f"crossfile {args.model} ({len(pos)} positions, rule {args.rule}, seed {args.seed}, {args.distractors} distractor tabs, "
           f"greedy, line, maxPromptTokens {MAX_PROMPT_TOKENS}, {args.threads} threads): " + " | ".join(parts))
     return 0
