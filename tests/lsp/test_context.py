@@ -115,3 +115,30 @@ def test_a_workspace_folder_added_later_brings_its_open_documents_in(tiny_bundle
         completes_with_definition(c, main, MAIN, "pkg/shapes.py")
     finally:
         c.close()
+
+
+def test_a_file_just_opened_answers_alone_first_and_gets_its_context_once_prefilled_aside(tiny_bundle, tmp_path):
+    # coldPromptTokens on: the first request in a new file does not wait for the context's tokens (not even a
+    # definition's); the prompt with them is prefilled in a spare slot in idle time and the next requests hold it
+    c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 100_000, "context": True},
+              root="file:///w")
+    try:
+        assert wait_state(c, {"ready"})["state"] == "ready"
+        open_doc(c, "file:///w/pkg/shapes.py", SHAPES)
+        assert wait_indexed(c, 1)["documents"] == 1
+        main = "file:///w/pkg/main.py"
+        open_doc(c, main, MAIN)
+        assert wait_indexed(c, 2)["documents"] == 2
+        assert "error" not in inline(c, main, *end_of(MAIN))
+        assert status(c)["context"]["snippets"] == []
+        text, snippets, deadline = MAIN, [], time.monotonic() + T
+        while {"path": "pkg/shapes.py", "lines": [5, 14], "kind": "definition"} not in snippets:
+            assert time.monotonic() < deadline, snippets
+            time.sleep(0.2)  # idle: the prompt with the context goes in aside
+            text += "a"
+            c.notify("textDocument/didChange", {"textDocument": {"uri": main, "version": len(text)},
+                                                "contentChanges": [{"text": text}]})
+            assert "error" not in inline(c, main, *end_of(text))
+            snippets = status(c)["context"]["snippets"]
+    finally:
+        c.close()
