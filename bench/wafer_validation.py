@@ -6,6 +6,9 @@ percentage error per case, mean and max APE, one summary line.
     python bench/wafer_validation.py --fit           # re-fit the three fitted PE-software constants to the fit=true cases
     python bench/wafer_validation.py --fit cs3       # fit the vendor-kernel preset (cs3.toml) to its fit="cs3" cases
 
+Speculative cases (`speculation = true`) all take the data file's one [speculation] setup (draft, draft_tokens,
+acceptance, and why it was chosen), printed with the results; a case may not carry a rate of its own.
+
 The fit is exact and linear: every time the model predicts is affine in vector_op_issue_cycles, loop_step_cycles and
 map_step_cycles (placement is fixed by the forced grids), so three calibration points give three equations.
 It prints the constants to paste into runtime/wafer/presets/wse2.toml (and wse3.toml, same PE software).
@@ -36,17 +39,35 @@ FIT_GROUPS = {True: FIT_FIELDS, "cs3": ("vector_op_issue_cycles", "loop_step_cyc
 
 
 META = ("name", "metric", "published", "fit", "source", "needs", "expressible", "why_not")
+SPEC_FIELDS = ("draft", "draft_tokens", "acceptance")
 
 
 def load_cases(path: Path) -> list[dict]:
+    """The cases, each speculative one (`speculation = true`) given the file's single [speculation] setup: one stated
+    draft and acceptance rate for all (issue 11: "the same rate for all"), so no case can carry a rate tuned to it."""
     with open(path, "rb") as f:
-        cases = tomllib.load(f)["case"]
+        data = tomllib.load(f)
+    cases, spec = data["case"], data.get("speculation")
     for c in cases:
+        own = [k for k in SPEC_FIELDS if k in c]
+        if own:
+            raise SystemExit(f"case '{c.get('name')}': {', '.join(own)} belong to the file's one [speculation] setup; "
+                             "set speculation = true instead")
+        if c.pop("speculation", False):
+            if not spec or any(k not in spec for k in SPEC_FIELDS) or not spec.get("why"):
+                raise SystemExit(f"case '{c.get('name')}' asks for speculation: the file needs a [speculation] table "
+                                 f"with {', '.join(SPEC_FIELDS)} and why")
+            c.update({k: spec[k] for k in SPEC_FIELDS})
         if not c.get("needs"):
             raise SystemExit(f"case '{c.get('name')}': every case names the capability it needs (needs = ...)")
         if c.get("expressible", True) is False and not c.get("why_not"):
             raise SystemExit(f"case '{c.get('name')}': a case the simulator cannot express says why (why_not = ...)")
     return cases
+
+
+def speculation_setup(path: Path) -> dict | None:
+    with open(path, "rb") as f:
+        return tomllib.load(f).get("speculation")
 
 
 def simulate(case: dict):
@@ -128,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="solve the PE-software constants from the fit cases (fit=true: WaferLLM's; GROUP cs3: the vendor's)")
     args = ap.parse_args(argv)
     cases = load_cases(args.cases)
+    spec = speculation_setup(args.cases)
     if args.fit is not None:
         fit(cases, args.fit)
         return 0
@@ -165,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         summary += f" (plus {len(fit_apes)} calibration cases the constants were fitted to: max residual {max(fit_apes):.1f}%)"
     if cannot:
         summary += f"; {len(cannot)} published cases it cannot express yet"
+    n_spec = sum(1 for c in cases if c.get("draft") and c.get("expressible", True))
+    if spec and n_spec:
+        print(f"speculative cases ({n_spec}): one stated setup for all -- draft {spec['draft']}, "
+              f"{spec['draft_tokens']} draft tokens, acceptance {spec['acceptance']} ({spec['why']})")
     print(summary)
     return 0
 

@@ -110,3 +110,16 @@ def test_a_wider_projection_shares_its_row_setups():
     one, two = C.gemm(HW2, 4096, 8192, 8192, 720, 720, "bf16"), C.gemm(HW2, 4096, 8192, 16384, 720, 720, "bf16")
     assert two.cycles["compute"] == pytest.approx(2 * one.cycles["compute"], rel=0.1)
     assert one.cycles["instr_issue"] < two.cycles["instr_issue"] < 2 * one.cycles["instr_issue"]
+
+
+def test_a_meshgemm_round_pays_the_launches_its_shift_issues():
+    """comm_pe.csl two_hop_comm: every compute round issues four asynchronous @mov16 (send/receive of the A and B
+    tiles) besides its task entry; every alignment step two. Those are charged as standalone ops whatever the tile
+    size, so they are the same for a small and a large GEMM on one grid."""
+    steps = 720
+    small, large = C.gemm(HW2, 4096, 4096, 4096, 720, 720, "bf16"), C.gemm(HW2, 4096, 8192, 29568, 720, 720, "bf16")
+    for g, (k, n) in ((small, (4096, 4096)), (large, (8192, 29568))):
+        tile = C.mesh_tile(HW2, C.cdiv(k, steps), C.cdiv(n, 720), C.cdiv(4096, 720))
+        launches = steps * (1 + C.GEMM_ROUND_LAUNCHES) + steps // 2 * C.GEMM_SKEW_LAUNCHES
+        assert g.cycles["instr_issue"] == pytest.approx(launches * HW2.vector_op_issue_cycles
+                                                        + steps * tile.cycles["instr_issue"])

@@ -3,7 +3,7 @@
     waferline simulate (--arch NAME | --arch-file F | --model NAME_OR_BUNDLE_DIR) [--hardware wse2|wse3|FILE.toml]
                        [--wafers N] [--grid RxC|auto] [--collective ktree|pipeline|ring] [--clock-hz F]
                        [--dtype bf16|fp8|int8|int4] [--prompt-len P] [--context C] [--prefill-chunk T]
-                       [--method placed|per-layer] [--placement fewest-wafers|fastest]
+                       [--method placed|per-layer] [--placement fewest-wafers|fastest] [--output-len N]
                        [--json] [--plot OUT.png]
     waferline simulate --gemv MxN [--hardware ...] [--grid RxC|auto] [--collective ...] [--json]
     waferline simulate --gemm MxKxN [--hardware ...] [--grid RxC|auto] [--json]
@@ -47,6 +47,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp8", "int8", "int4"), help="weight precision on the wafer")
     p.add_argument("--prompt-len", type=int, default=1024, metavar="P", help="prompt tokens for TTFT (default: %(default)s)")
     p.add_argument("--context", type=int, default=4096, metavar="C", help="KV positions resident (default: %(default)s)")
+    p.add_argument("--output-len", type=int, metavar="N", help="tokens generated after the prompt: reports the end-to-end "
+                   "speed (N over prefill + decode time, as WaferLLM's Table 2; default: not reported)")
     p.add_argument("--prefill-chunk", type=int, metavar="T",
                    help="auto placement: tokens per layer-pipelined prefill chunk (default: the TTFT-optimal one that fits SRAM)")
     p.add_argument("--draft", metavar="ARCH", help="speculative decoding: the draft model's architecture preset "
@@ -238,6 +240,7 @@ def run_case(fields: dict):
         draft_tokens=fields.get("draft_tokens", 4), acceptance=fields.get("acceptance"),
         method=fields.get("method", "placed"), placement=fields.get("placement", "fewest-wafers"),
         users=fields.get("users", 1), prefill_grid=parse_grid(fields.get("prefill_grid")),
+        output_len=fields.get("output_len", 0),
     )
     if fields.get("draft") is None and (fields.get("acceptance") is not None or fields.get("draft_tokens") is not None):
         raise WaferError("--acceptance and --draft-tokens need --draft ARCH (the draft model)")

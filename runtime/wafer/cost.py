@@ -43,6 +43,10 @@ COMPONENTS = (
 COLLECTIVES = ("ktree", "pipeline", "ring")
 # fabric colors each algorithm routes per axis (WaferLLM comm_pe.csl: 2 chains x 2 phases + 2 broadcast = 6 for ktree)
 COLORS_PER_AXIS = {"ktree": 6, "pipeline": 3, "ring": 2}
+# MeshGEMM's asynchronous DSD launches (WaferLLM comm_pe.csl): a compute round's two_hop_comm sends and receives the
+# A and B tiles (4 @mov16); an alignment (skew) step sends and receives A (2)
+GEMM_ROUND_LAUNCHES = 4
+GEMM_SKEW_LAUNCHES = 2
 RMSNORM_VECTOR_OPS = 4  # square, local sum, scale by rsqrt, multiply by gamma (WaferLLM decode.csl rmsnorm)
 # Nonlinear functions: the PE has no special-function unit, so each is a short sequence of vector ops (counts from the
 # standard algorithms, not fitted): exp = range reduction (2) + degree-4 polynomial by Horner (4); reciprocal = seed +
@@ -375,11 +379,16 @@ def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str
     """C[S,N] = A[S,K] B[K,N] by MeshGEMM (WaferLLM meshgemm.csl, Cannon-style) on rows x cols.
 
     An initial skew of steps/2 shifts aligns A; then `steps` rounds, each a local tile product overlapped with the
-    shift of the next A and B tiles to a PE <= gemm_shift_hops away (double buffers). A round costs its task switch
-    (one standalone op) plus the longer of compute and shift. The tile product is the kernel's loop as written
-    (meshgemm.csl `mm_compute`): for each of Kt rows, descriptors are set up once (`loop_step_cycles`: base address,
-    three DSR loads, two offset increments), then one `@map` over the Nt weights of the row, each element an fmac of
-    length Mt (`map_step_cycles` to start, then Mt / lanes).
+    shift of the next A and B tiles to a PE <= gemm_shift_hops away (double buffers). Each round is the kernel's code
+    as written (meshgemm.csl `mm_compute`, comm_pe.csl `two_hop_comm`): its task entry (one standalone op), then the
+    shift's four asynchronous @mov16 launches (send and receive of the A tile along x and of the B tile along y, each
+    a standalone DSD op: base address, DSR load, launch -- `GEMM_ROUND_LAUNCHES`) issued on the PE before it computes,
+    then the longer of the tile product and the transfer they started. A skew step launches two (send and receive of
+    A). The tile product: for each of Kt rows, descriptors are set up once (`loop_step_cycles`: base address, three
+    DSR loads, two offset increments), then one `@map` over the Nt weights of the row, each element an fmac of
+    length Mt (`map_step_cycles` to start, then Mt / lanes). The per-round launches are the part of a layer's prefill
+    that does not shrink with the tiles: why a larger model (bigger tiles, the same rounds) gains per weight and why
+    a larger grid (more rounds) gains less than 1/P.
     """
     steps = max(rows, cols)
     mt, kt, nt = cdiv(s, rows), cdiv(k, steps), cdiv(n, cols)
@@ -391,10 +400,11 @@ def gemm(hw: WaferSpec, s: int, k: int, n: int, rows: int, cols: int, dtype: str
     compute = mesh_tile(hw, kt, nt, mt)
     if weights_move and dtype != "bf16":
         compute += widen_scalars(hw, kt, nt, dtype)
-    per_round = Cost().add("instr_issue", hw.vector_op_issue_cycles)
+    per_round = Cost().add("instr_issue", (1 + GEMM_ROUND_LAUNCHES) * hw.vector_op_issue_cycles)
     per_round += compute if compute.total >= shift.total else shift
     a_shift = Cost().add("fabric_hops", hw.gemm_shift_hops * hw.hop_latency_cycles).add("ramp", 2 * hw.ramp_latency_cycles)
     a_shift.add("wavelets", wavelets(hw, mt * kt)).add("coll_setup", hw.collective_setup_cycles)
+    a_shift.add("instr_issue", GEMM_SKEW_LAUNCHES * hw.vector_op_issue_cycles)
     return per_round * steps + a_shift * (steps // 2)
 
 

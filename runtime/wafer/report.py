@@ -127,6 +127,8 @@ class Report(msgspec.Struct):
     users: Users | None = None  # --users U > 1: decode_tokens_per_s and per_token_latency_s are then per user
     prefill_grid: str = ""  # --prefill-grid: the grid prefill ran on ("" = the decode grid)
     relayout_s: float = 0.0  # weights moved from the prefill grid's layout to the decode grid's, before decoding
+    output_len: int = 0  # --output-len: tokens generated after the prompt (0: not asked)
+    end_to_end_tokens_per_s: float = 0.0  # output_len / (prefill + relayout + output_len decode steps), WaferLLM Table 2
     acceptance_source: str = ""  # "stated" (--acceptance A), or how the local runtime measured it (--acceptance measured)
     per_system: list[SystemReport] = []  # the target's wafers (placed method; [] for per-layer: one layer is timed)
 
@@ -232,6 +234,8 @@ def format_table(r: Report, max_layers: int = 2) -> str:
          if r.prefill_pipelined else
          f"  whole prompt per layer, layers in sequence ({r.prefill_kernel}; WaferLLM's per-layer methodology; "
          f"{r.prefill_sram_bytes_per_pe / 1024:.1f} KiB per PE)"),
+        *([f"end to end: {r.output_len} tokens after the {r.prompt_len}-token prompt -> {r.end_to_end_tokens_per_s:,.1f} "
+           "tok/s (output tokens over prefill + decode time)"] if r.output_len else []),
         f"weights {r.weight_bytes / 1e9:.2f} GB + KV {r.kv_bytes / 1e9:.3f} GB on {r.pes_used:,} PEs; "
         f"effective weight reads {r.effective_sram_read_bytes_per_s / 1e12:.1f} TB/s",
     ]

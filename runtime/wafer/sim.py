@@ -58,6 +58,10 @@ class SimOptions(msgspec.Struct, kw_only=True):
     # forced grids: prefill on a grid of its own (WaferLLM timed prefill and decode on different grids), the weights
     # moved to the decode grid's layout before the first decode step (relayout_s); None = the decode grid
     prefill_grid: tuple[int, int] | None = None
+    # tokens generated after the prompt, for the end-to-end speed WaferLLM's Table 2 reports (output tokens over the
+    # prefill + decode time); 0 = not asked. Every decode step is charged at `context` positions (the KV the request
+    # holds at its end), so a long output is a little pessimistic.
+    output_len: int = 0
 
 
 MAX_USERS = 4096
@@ -72,6 +76,11 @@ def _check(opts: SimOptions) -> None:
         raise WaferError(f"unknown method '{opts.method}' (known: {', '.join(METHODS)})")
     if opts.prompt_len <= 0 or opts.context <= 0:
         raise WaferError(f"--prompt-len and --context must be > 0 (got {opts.prompt_len}, {opts.context})")
+    if opts.output_len < 0 or opts.prompt_len + opts.output_len > opts.context:
+        if opts.output_len < 0:
+            raise WaferError(f"--output-len must be >= 0 (got {opts.output_len})")
+        raise WaferError(f"--prompt-len {opts.prompt_len} + --output-len {opts.output_len} exceeds --context "
+                         f"{opts.context}: the request's KV must fit the cache")
     if opts.prompt_len > opts.context:
         raise WaferError(f"--prompt-len {opts.prompt_len} exceeds --context {opts.context}: the prompt's KV must fit the cache")
     if not 1 <= opts.users <= MAX_USERS:
@@ -492,6 +501,9 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         users=users,
         prefill_grid=f"{opts.prefill_grid[0]}x{opts.prefill_grid[1]}" if opts.prefill_grid else "",
         relayout_s=relayout,
+        output_len=opts.output_len,
+        end_to_end_tokens_per_s=(opts.output_len / (prefill_s + relayout + opts.output_len * latency)
+                                 if opts.output_len else 0.0),
     )
 
 
