@@ -57,8 +57,8 @@ class Speculation(msgspec.Struct, kw_only=True):
     draft_wafers: int
     draft_grid: str
     draft_token_s: float  # one draft token
-    verify_s: float  # the target's pass(es) over k + 1 tokens
-    verify_passes: int  # 1 unless k + 1 tokens' working tiles do not fit the target's PEs at once
+    verify_s: float  # the target's verify of k + 1 tokens (its critical path through the layer pipeline)
+    verify_passes: int  # chunks the k + 1 tokens go through the layer regions in, pipelined (1: all at once)
     transfer_s: float  # draft ids to the target and the next token back, per step
     step_s: float
     expected_tokens_per_step: float
@@ -220,7 +220,7 @@ def format_table(r: Report, max_layers: int = 2) -> str:
             f"tokens per step" + (f" (acceptance {r.acceptance_source})" if r.acceptance_source.startswith("measured") else ""),
             f"  step {s.step_s * 1e6:.1f} µs = {s.draft_tokens} x {s.draft_token_s * 1e6:.1f} µs draft + "
             f"{s.transfer_s * 1e6:.1f} µs ids across + {s.verify_s * 1e6:.1f} µs verify of {s.draft_tokens + 1} tokens"
-            f" ({s.verify_passes} pass{'es' if s.verify_passes != 1 else ''}); target alone "
+            f" ({s.verify_passes} chunk{'s' if s.verify_passes != 1 else ''} through the layer pipeline); target alone "
             f"{s.plain_decode_tokens_per_s:,.1f} tok/s, speed-up {s.speedup:.2f}x",
         ]
     lines += [

@@ -218,10 +218,14 @@ class _Sim:
             self.cache[key] = c
         return c
 
-    def _stages(self, p: Placement, kernel: str, sizes: list[int]):
+    def _stages(self, p: Placement, kernel: str, sizes: list[int], past: int = 0, head_all: bool = False):
         """The pipeline: a list of stage types (per-chunk Cost lists, shared by stages of equal shape) and the
-        sequence of stage-type indices in flow order. Each layer region is one stage (attn then mlp)."""
-        pasts = [0]
+        sequence of stage-type indices in flow order. Each layer region is one stage (attn then mlp).
+
+        `past`: positions already in the KV cache before the first chunk (0 for a prompt). `head_all`: every chunk
+        goes on to the head (a speculative verify needs each position's logits), not only the last one's last token
+        (prefill)."""
+        pasts = [past]
         for n in sizes[:-1]:
             pasts.append(pasts[-1] + n)
         last = len(sizes) - 1
@@ -240,12 +244,15 @@ class _Sim:
                 a = p.regions[i - 1]
                 same = a.wafer == r.wafer
                 geo = abs(a.x - r.x) + abs(a.y - r.y) if same else self._edge_hops(a) + self._edge_hops(r)
-                if r.name == "head":  # only the prompt's last token goes on to the head
+                if r.name == "head" and not head_all:  # only the prompt's last token goes on to the head
                     add(("link-head", same, geo), lambda a=a, r=r: [zero] * last + [self._link_cost(a, r, kernel, 1, p.grid_rows, p.grid_cols)])
                 else:
                     add(("link", same, geo), lambda a=a, r=r: [self._link_cost(a, r, kernel, n, p.grid_rows, p.grid_cols) for n in sizes])
             members = [sgs[n] for n in r.subgraphs]
-            if r.name == "head":
+            if r.name == "head" and head_all:
+                add(("head-all",), lambda r=r, m=members: [self._chunk_cost(m[0], r, kernel, n, past)
+                                                           for n, past in zip(sizes, pasts)])
+            elif r.name == "head":
                 add(("head",), lambda r=r, m=members: [zero] * last + [self.sub(m[0], r, "decode")])
             else:
                 shape = tuple(_shape_key(sg) for sg in members)
@@ -266,6 +273,21 @@ class _Sim:
             prev = out[j]
         return out
 
+    @staticmethod
+    def _critical_path(types: dict, order: list, f: np.ndarray) -> Cost:
+        """The Cost summed along the flow shop's critical path (its total is f[-1, -1])."""
+        path = Cost()
+        j, c = len(order) - 1, f.shape[1] - 1
+        while True:  # walk the critical path back: each cell waited on the later of its two predecessors
+            path += types[order[j]][c]
+            if j == 0 and c == 0:
+                break
+            if j == 0 or (c > 0 and f[j, c - 1] >= f[j - 1, c]):
+                c -= 1
+            else:
+                j -= 1
+        return path
+
     def prefill_pipelined(self, p: Placement, kernel: str, chunk: int, breakdown: bool = False):
         """TTFT cycles of the prompt streamed in chunks of `chunk` tokens; with `breakdown`, also the Cost summed
         along the critical path (its total is the TTFT) and each subgraph's busy Cost over the whole prompt."""
@@ -278,16 +300,7 @@ class _Sim:
         ttft = io.total + float(f[-1, -1])
         if not breakdown:
             return ttft
-        path = Cost(dict(io.cycles))
-        j, c = len(order) - 1, len(sizes) - 1
-        while True:  # walk the critical path back: each cell waited on the later of its two predecessors
-            path += types[order[j]][c]
-            if j == 0 and c == 0:
-                break
-            if j == 0 or (c > 0 and f[j, c - 1] >= f[j - 1, c]):
-                c -= 1
-            else:
-                j -= 1
+        path = Cost(dict(io.cycles)) + self._critical_path(types, order, f)
         pasts = np.cumsum([0] + sizes[:-1]).tolist()
         regions = self.region_of(p)
         per_sg, busy_of = {}, {}  # layers of one shape on equal regions are equally busy: sum their chunks once
@@ -391,10 +404,13 @@ class PrefillPlan:
     pipelined: bool
 
 
-def _roomy_for_verify(w: Workload, hw: WaferSpec, opts: SimOptions, sim: "_Sim", p: Placement):
-    """The target placed as a system planned for speculation would be: with every subgraph's working buffers for the
-    verify's k + 1 tokens, so it runs in one pass -- on no more wafers than the plain placement takes (or --wafers).
-    When that does not fit, the plain placement stays and the verify runs in as many passes as its SRAM allows."""
+def _roomy_for_verify(w: Workload, hw: WaferSpec, opts: SimOptions, sim: "_Sim", p: Placement, draft: Workload):
+    """The target placed as a system planned for speculation would be: the faster speculative loop of (a) the plain
+    placement and (b) one with every subgraph's working buffers reserved for the verify's k + 1 tokens, so the verify
+    may take them in one chunk -- on no more wafers than the plain placement takes (or --wafers), when that fits.
+    The reservation is not always worth it: the verify can also go through the layer pipeline in chunks as small as
+    the SRAM allows (speculative.verify_cycles takes the fastest split that fits), and the buffers it reserves take
+    SRAM the weights would spread into (a bigger grid, a slower plain decode step)."""
     roomy = w.for_verify(opts.draft_tokens + 1)
     rsim = _Sim(roomy, hw, opts)
     try:
@@ -402,7 +418,9 @@ def _roomy_for_verify(w: Workload, hw: WaferSpec, opts: SimOptions, sim: "_Sim",
                    rsim.decode_cycles, opts.placement, strips=opts.method == "placed")
     except WaferError:
         return w, sim, p
-    return roomy, rsim, rp
+    step = lambda s, q: speculative.speculate(s, q, draft, opts.draft_tokens, opts.acceptance,  # noqa: E731
+                                              lambda d: _Sim(d, hw, opts))[0].step_s
+    return (roomy, rsim, rp) if step(rsim, rp) < step(sim, p) else (w, sim, p)
 
 
 def crossings(p: Placement) -> int:
@@ -424,8 +442,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement,
               strips=opts.method == "placed")
-    if draft is not None:  # room for the verify's k + 1 tokens in one pass, if that fits the same wafers
-        w, sim, p = _roomy_for_verify(w, hw, opts, sim, p)
+    if draft is not None:  # room for the verify's k + 1 tokens in one chunk, if that fits and is faster
+        w, sim, p = _roomy_for_verify(w, hw, opts, sim, p, draft)
     per_layer = opts.method == "per-layer"
     dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
     relayout = 0.0
@@ -472,7 +490,7 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     weight_bytes = w.weight_bytes(opts.dtype)
     active_params, total_params = w.params()
     systems = [] if per_layer else _per_system(p, w, sg_reports)
-    # weights swept per second: once per token plainly; with speculation, the target's once per verify pass and the
+    # weights swept per second: once per token plainly; with speculation, the target's once per verify chunk and the
     # draft's once per drafted token, per step
     # (a mixture of experts reads only the chosen experts' weights)
     read = w.active_weight_bytes(opts.dtype)

@@ -4,16 +4,19 @@ Every vendor figure since Oct 2024 uses it. One step of the loop, in cycles:
 
     draft    k x t_draft          the draft decodes k tokens, one after another, on its own placement
     send     crossing(k ids)      the k draft ids to the target's embedding (the draft sits on its own wafer)
-    verify   t_verify(k + 1)      the target runs k + 1 tokens through every layer at once: the stream kernel of
-                                  pipelined prefill (weights stay put, the tokens are a batch), the head on all k + 1;
-                                  in several passes when k + 1 tokens' working tiles do not fit beside the weights
+    verify   t_verify(k + 1)      the target runs k + 1 positions through every layer: the T > 1 decode path (the
+                                  weight-stationary stream kernel, weights stay put, the tokens are a batch), the head
+                                  on all k + 1, the tokens streamed through the layer regions in chunks as pipelined
+                                  prefill streams a prompt (see verify_cycles)
     return   crossing(1 id)       the accepted prefix's next token back to the draft
 
 and the step yields E = (1 - a^(k+1)) / (1 - a) tokens on average when each draft token is accepted with
 probability a independently (Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding",
 eq. 1). Speed = E / step. With t_verify(k+1) = t_target and no transfers this is the textbook speed-up
-E / (1 + c k), c = t_draft / t_target; the wafer's verify costs more than one token (k + 1 tokens of allreduce
-payload and attention), which this model charges.
+E / (1 + c k), c = t_draft / t_target; the wafer's verify costs more than one token (the k + 1 tokens' MACs, their
+allreduce payload and attention, and the pipeline's k extra chunks behind its slowest stage), which this model
+charges -- but less than k + 1 tokens, since what a pass pays once (the fill of the layer pipeline: every hop,
+relay, wafer crossing and instruction of one token's way through the model) is not paid again per token.
 
 Assumptions, stated: the draft never shares the target's PEs (its own wafer, placed by the same mapper); draft and
 verify do not overlap; acceptance is an input (a measured rate of our CPU runtime on the user's code can be passed).
@@ -21,11 +24,13 @@ verify do not overlap; acceptance is an input (a measured rate of our CPU runtim
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import cost as C
 from .cost import Cost
 from .errors import WaferError
 from .hardware import WaferSpec
-from .placement import Placement, layer_region_groups, max_prefill_chunk, place
+from .placement import Placement, layer_region_groups, max_prefill_chunk, place, sram_parts
 from .report import Speculation
 from .workload import TOKEN_ID_BYTES, Workload
 
@@ -46,35 +51,67 @@ def check(draft_tokens: int, acceptance: float | None) -> None:
         raise WaferError(f"--acceptance must be a rate in 0..1 with --draft (got {acceptance})")
 
 
-def verify_passes(sim, p: Placement, tokens: int) -> list[int]:
-    """Tokens per verify pass: all at once when their working tiles fit the layer PEs beside the weights and KV
-    (the mapper packs those tightly), else in as many equal passes as needed, one after another."""
-    o = sim.o
-    fits = min(max_prefill_chunk(m, rows, cols, o.dtype, o.context, "stream", sim.hw.tensor_bytes_per_pe, tokens)
+def verify_chunk_limit(sim, p: Placement, tokens: int) -> int:
+    """Largest verify chunk (<= tokens) whose working tiles fit every region beside its weights and KV: a layer's
+    stream-kernel live set (placement.prefill_sram_per_pe: the chunk's residual slice, one projection's inputs and
+    partial sums, its scores -- per token, reusing decode's reserved buffers), the embedding's looked-up rows and
+    the head's inputs and logits slices (decode's buffers, one set per token of the chunk)."""
+    o, cap = sim.o, sim.hw.tensor_bytes_per_pe
+    fits = min(max_prefill_chunk(m, rows, cols, o.dtype, o.context, "stream", cap, tokens)
                for m, rows, cols in layer_region_groups(p, sim.w))
-    if fits == 0:  # pragma: no cover - one token is decode, which the placement made room for
+    sgs = {sg.name: sg for sg in sim.w.subgraphs}
+    for r in p.regions:
+        if r.name in ("embed", "head"):
+            sg = sgs[r.subgraphs[0]]
+            res, buf = sram_parts(sg, r.height, r.width // r.tiles, o.dtype, o.context, r.tiles)
+            per_token = buf if sg.kind == "embed" else buf // sg.work_tokens  # the embedding's is one token's
+            fits = min(fits, (cap - res) // per_token if per_token else tokens)
+    if fits <= 0:  # pragma: no cover - one token is decode, which the placement made room for
         raise WaferError("not even one token's working tiles fit beside the target's weights and KV")
-    n = -(-tokens // fits)
-    return [tokens // n + (1 if i < tokens % n else 0) for i in range(n)]
+    return min(fits, tokens)
+
+
+def chunkings(tokens: int, limit: int) -> list[list[int]]:
+    """Every split of `tokens` into n near-equal chunks of at most `limit` tokens (n = ceil(tokens / limit) ..
+    tokens), largest chunks first."""
+    out = []
+    for n in range(-(-tokens // limit), tokens + 1):
+        out.append([tokens // n + (1 if i < tokens % n else 0) for i in range(n)])
+    return out
+
+
+def verify_pipelined(sim, p: Placement, sizes: list[int]) -> Cost:
+    """The critical path of a verify whose positions go through the target in chunks of `sizes` tokens.
+
+    The verify is the decode path with T > 1 (cost.decode_subgraph's stream kernel: each layer's weights stay on
+    its PEs; per chunk, one GEMV loop of T x Kt fmac steps, one allreduce of T x Nt values whose hops, relays and
+    setup are paid once, attention of the chunk over the cache) -- what pipelined prefill runs, with the positions
+    appended after the `context - k - 1` already cached (decode charges every step at `context`) and every chunk
+    going on to the head. Each layer owns its region, so the chunks flow through the regions as a prompt's chunks
+    do (sim._flow_shop): chunk c works in layer i while chunk c + 1 works in layer i - 1, which is causal -- chunk
+    c + 1 attends over chunk c's K and V, written when c left that layer. One chunk of all k + 1 tokens pays the
+    pipeline's fill once and every per-token cost (MACs, loop steps, payload) in full; chunks of one token each pay a
+    single-token step's work, but only the first pays the fill: the others follow it stage by stage, behind the
+    slowest region. Then the ids go back to the embedding.
+    """
+    tokens = sum(sizes)
+    past = max(0, sim.o.context - tokens)
+    types, order = sim._stages(p, "stream", sizes, past=past, head_all=True)
+    f = sim._flow_shop([np.array([c.total for c in types[k]]) for k in order])
+    path = sim._critical_path(types, order, f)
+    return path + sim.hop(p.regions[-1], p.regions[0], tokens, p.grid_rows, p.grid_cols, ids=True)
 
 
 def verify_cycles(sim, p: Placement, tokens: int) -> tuple[Cost, int]:
-    """The target's pass(es) over `tokens` positions: every subgraph (head included: each position needs its
-    logits) by the stream kernel, the hidden states hop region to region, the ids return to the embedding."""
-    o, hw = sim.o, sim.hw
-    regions = sim.region_of(p)
-    passes = verify_passes(sim, p, tokens)
-    total = Cost()
-    for n in passes:
-        for sg in sim.w.subgraphs:
-            r = regions[sg.name]
-            total += C.decode_subgraph(hw, sg, r.height, r.width, o.dtype, o.collective, o.context, tokens=n)
-            if r.wrap_cols:
-                total += C.fold_penalty(hw, sg, r.height, r.width, "stream")
-        for a, b in zip(p.regions, p.regions[1:]):
-            total += sim.hop(a, b, n, p.grid_rows, p.grid_cols)
-        total += sim.hop(p.regions[-1], p.regions[0], n, p.grid_rows, p.grid_cols, ids=True)
-    return total, len(passes)
+    """The target's verify of `tokens` positions and the chunks it takes: the split (into chunks whose working tiles
+    fit, see verify_chunk_limit) with the shortest critical path, fewest chunks on a tie. One token is one decode
+    step exactly."""
+    best = None
+    for sizes in chunkings(tokens, verify_chunk_limit(sim, p, tokens)):
+        c = verify_pipelined(sim, p, sizes)
+        if best is None or c.total < best[0].total:
+            best = (c, len(sizes))
+    return best
 
 
 def speculate(sim, p: Placement, draft: Workload, draft_tokens: int, acceptance: float,
