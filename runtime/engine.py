@@ -22,6 +22,7 @@ import onnxruntime as ort
 from .bundle import Bundle
 from .errors import ModelError, WaferlineError
 from .sequences import common_prefix_len
+from .vocab import starts_line_break
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -257,6 +258,9 @@ class GenerateOptions(msgspec.Struct, kw_only=True):
     min_ngram: int = 2
     forced_prefix: str = ""  # the output starts with this text (token healing: see force_prefix)
     stop_in_forced: bool = True  # a stop string in what the forced tokens add past forced_prefix ends generation there
+    # the first text after forced_prefix may not be a line break: line mode at `f(`, where the model's favourite
+    # (arguments on the next line) would show nothing, takes its best continuation on this line
+    same_line: bool = False
 
 
 class GenerateResult(msgspec.Struct, kw_only=True):
@@ -366,15 +370,18 @@ def decode_one_token(decoder: Decoder, token: int) -> np.ndarray:
 
 
 def force_prefix(decoder: Decoder, logits: np.ndarray, prefix: str,
-                 cancel: threading.Event | None = None) -> tuple[list[int], str] | None:
+                 cancel: threading.Event | None = None, same_line: bool = False) -> tuple[list[int], str] | None:
     """Token healing: spell `prefix` with the most likely tokens consistent with it (greedy, whatever the sampling
-    options), evaluating all but the last: (their ids, what the last one adds past `prefix`). None when cancelled or
-    when the vocabulary cannot spell it within MAX_FORCED_TOKENS."""
+    options), evaluating all but the last: (their ids, what the last one adds past `prefix`; with `same_line` never a
+    line break). None when cancelled or when the vocabulary cannot spell it within MAX_FORCED_TOKENS."""
     texts = decoder.bundle.token_texts
     ids: list[int] = []
     remaining = prefix
     for _ in range(MAX_FORCED_TOKENS):
         cand = texts.consistent_with(remaining)
+        if same_line:
+            cand = cand[[not (t.startswith(remaining) and starts_line_break(t[len(remaining) :]))
+                         for t in (texts.text[c] for c in cand)]] if cand.size else cand
         if cand.size == 0 or (cancel is not None and cancel.is_set()):
             return None
         tok = int(cand[int(np.argmax(np.asarray(logits)[cand]))])
@@ -423,7 +430,7 @@ def generate(
     reason: str | None = None
     forced, forced_text, budget = [], "", opts.max_new_tokens
     if opts.forced_prefix:
-        spelled = force_prefix(decoder, logits, opts.forced_prefix, cancel)
+        spelled = force_prefix(decoder, logits, opts.forced_prefix, cancel, opts.same_line)
         if spelled is None:
             reason = "cancelled" if cancel is not None and cancel.is_set() else "unforced"
         else:
@@ -445,6 +452,9 @@ def generate(
         if cancel is not None and cancel.is_set():
             reason = "cancelled"
             break
+        if opts.same_line and not out and not forced_text.strip(" \t"):
+            logits = np.array(logits, dtype=np.float32)  # a copy: the decoder's buffer stays as it is
+            logits[decoder.bundle.token_texts.line_break_ids] = -np.inf
         token = choose(logits, opts, rng)
         if t_first is None:
             t_first = time.perf_counter()

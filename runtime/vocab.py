@@ -8,6 +8,11 @@ import bisect
 import numpy as np
 
 
+def starts_line_break(text: str) -> bool:
+    """Does `text` end the line it continues (a line break after nothing but spaces/tabs)?"""
+    return text.lstrip(" \t").startswith(("\n", "\r"))
+
+
 class TokenTexts:
     """The decoded text of each token id (special tokens decode to ""), indexed by text."""
 
@@ -20,6 +25,7 @@ class TokenTexts:
         self._ids_by_text: dict[str, list[int]] = {}
         for t, i in pairs:
             self._ids_by_text.setdefault(t, []).append(i)
+        self.line_break_ids = np.array([i for i, t in enumerate(self.text) if starts_line_break(t)], dtype=np.int64)
 
     def consistent_with(self, text: str) -> np.ndarray:
         """Token ids whose text starts with `text` or is a shorter non-empty prefix of it.

@@ -235,3 +235,24 @@ def _mapped_kib(path: str) -> int:
     except OSError:
         return 0
     return total
+
+
+def test_same_line_takes_the_best_continuation_on_this_line(smollm2_bundle):
+    """At `Progress(` SmolLM2's favourite is a line break (arguments below), which line mode shows as nothing;
+    same_line takes the best token that stays on the line, in the healed token too."""
+    bundle = load_bundle(smollm2_bundle)
+    dec = Decoder(bundle, max_context=256, threads=1)
+    texts = bundle.token_texts
+    breaks = set(texts.line_break_ids.tolist())
+    prompt = ids_of(bundle, "class A:\n    def __init__(self):\n        self.progress = Progress(")
+    logits = dec.prefill(prompt).copy()
+    assert int(np.argmax(logits)) in breaks  # the case the option is for
+    allowed = logits.copy()
+    allowed[list(breaks)] = -np.inf
+    r = generate(dec, prompt, GenerateOptions(max_new_tokens=1, speculate=False, same_line=True))
+    assert r.token_ids == [int(np.argmax(allowed))]
+    plain = generate(dec, prompt, GenerateOptions(max_new_tokens=1, speculate=False))
+    assert plain.token_ids[0] in breaks
+    healed = generate(dec, prompt[:-1], GenerateOptions(max_new_tokens=4, speculate=False, same_line=True,
+                                                         forced_prefix=texts.text[prompt[-1]]))
+    assert not healed.forced_text.lstrip(" \t").startswith("\n") and healed.token_ids[0] not in breaks

@@ -16,7 +16,7 @@ import msgspec
 
 from runtime.complete.cache import ResultCache
 from runtime.complete.flow import CompletionFlow
-from runtime.complete.postprocess import block_ended, make_post_context, postprocess
+from runtime.complete.postprocess import block_ended, make_post_context, postprocess, scan_brackets
 from runtime.complete.prompt import PromptPlan, PromptPlanner, control_token_ids
 from runtime.complete.request import CompletionRequest, CompletionResult
 from runtime.sequences import common_prefix_len
@@ -117,6 +117,8 @@ class CompletionService(CompletionFlow):
             # line mode: a healed token past the line end leaves nothing to write; block mode: a healed run of blank
             # lines ("\n\n\n") comes before the block, it does not end it
             stop_in_forced=req.mode == "line",
+            # line mode inside a bracket this line opened (`f(`, `[x,`): the rest of this line, never nothing
+            same_line=req.mode == "line" and bool(scan_brackets(ctx.line_prefix)),
         )
         gen = generate(self.decoder, plan.ids, opts, cancel=stop, on_text=on_text, lookup_ids=plan.lookup_ids)
         if self.acceptance is not None:
@@ -132,8 +134,10 @@ class CompletionService(CompletionFlow):
         reason = gen.stop_reason
         if reason == "cancelled" and stop.stopped and not (cancel is not None and cancel.is_set()):
             reason = "stop"  # our block-end rule, not the caller
+        # held on the line and never reached its end: a runaway (`"a", "a", "a", ...`), not a suggestion
+        runaway = opts.same_line and reason == "max_tokens"
         return CompletionResult(
-            text="" if reason == "cancelled" else postprocess(raw, ctx),
+            text="" if reason == "cancelled" or runaway else postprocess(raw, ctx),
             raw_text=raw,
             stop_reason=reason,
             prompt_tokens=len(plan.ids),
