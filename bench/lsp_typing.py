@@ -131,6 +131,7 @@ class Ask(msgspec.Struct):
     outcome: str  # answered | cancelled (ours) | cancelled-waiting | cancelled-before-request | cancelled-ran-on | error
     cached: bool  # answered from a result cache (ours: the server's; anchor: llama.vscode's LRU)
     text: str  # the suggestion ("" = none); for an error, its message
+    metrics: dict = {}  # ours: the server's waferline/metrics of this request (prompt tokens, reused, CPU ms, ...)
 
 
 class Run(msgspec.Struct):
@@ -215,7 +216,7 @@ class LspAsk:
         outcome = "cancelled" if self.p.cancelled else "error" if "error" in (self.p.message or {}) else "answered"
         if outcome == "error":
             text = str(self.p.message["error"].get("message"))
-        return Ask(key, pause, (self.p.sent - t0) * 1e3, self.p.ms, outcome, cached, text)
+        return Ask(key, pause, (self.p.sent - t0) * 1e3, self.p.ms, outcome, cached, text, mine[-1] if mine else {})
 
 
 class LspEditor:
