@@ -129,7 +129,8 @@ class _Sim:
 
     def hop(self, a: Region, b: Region, tokens: int, grid_rows: int, grid_cols: int, ids: bool = False) -> Cost:
         links = self.hw.links_between(a.wafer, b.wafer, max(a.wafer, b.wafer) + 1)  # exact for the way back: a is the last
-        key = ("hop", links, abs(a.x - b.x) + abs(a.y - b.y), self._edge_hops(a) + self._edge_hops(b), tokens, ids)
+        key = ("hop", links, abs(a.x - b.x) + abs(a.y - b.y), self._edge_hops(a) + self._edge_hops(b), tokens, ids,
+               grid_rows, grid_cols)  # the payload per PE row depends on the grid: placements tried must not leak
         c = self.cache.get(key)
         if c is None:
             d = self.w.d_model
