@@ -7,7 +7,7 @@ they are counted apart (answered in time / cancelled) and never enter the latenc
 
     python bench/lsp_typing.py [--model smollm2-135m,qwen2.5-coder-0.5b] [--file textwrap] [--start-line 251]
                                [--chars 400] [--rounds 1] [--engines ours,anchor] [--anchor-via inprocess|server] [--json out.json]
-                               [--tabs 10] [--context on|off] [--context-tokens N]
+                               [--tabs 10] [--context on|off] [--context-tokens N] [--kv-slots N]
 
 ours: the language server over stdio, driven as VS Code drives it: didOpen, the codeAction VS Code sends where the
 cursor lands, then per key a didChange, $/cancelRequest for the request still pending, and inlineCompletion after
@@ -592,6 +592,7 @@ def main() -> int:
     ap.add_argument("--tabs", type=int, default=0, help="other files open beside the typed one (ours only)")
     ap.add_argument("--context", choices=["on", "off"], help="the server's cross-file context (default: its default)")
     ap.add_argument("--context-tokens", type=int, help="the server's contextTokens (default: its default)")
+    ap.add_argument("--kv-slots", type=int, help="the server's kvSlots: documents whose K/V stay cached (default: its default)")
     args = ap.parse_args()
 
     from runtime import models
@@ -604,6 +605,8 @@ def main() -> int:
         raise SystemExit("--tabs needs a module name for --file (its package's modules are the tabs)")
     path, tabs = neighbour_tabs(args.file, args.tabs) if args.tabs else ("typing.py", {})
     options = context_options(args.context, args.context_tokens)
+    if args.kv_slots is not None:
+        options["kvSlots"] = args.kv_slots
     start, end = typing_span(text, args.start_line, args.chars)
     keys = keystrokes(text[start:end], start)
     pauses = {p: sum(k.pause == p for k in keys) for p in ("word", "line")}
