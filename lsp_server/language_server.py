@@ -286,8 +286,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
     def context_for(self, uri: str, fresh: list) -> list:
         """The snippets a request in `uri` gets: the ones its KV slot holds. Any change -- a definition the line now
         needs, chunks re-ranked as the cursor moves -- waits for prefill_context to swap it in, so no keystroke pays
-        for evaluating the file again after a changed snippet (it once did for a new definition: typing p95 +20-31%
-        with 10 tabs). A document just opened starts with the file alone when coldPromptTokens is on (its first
+        for evaluating the file again after a changed snippet (a completion never waits for context). A document just
+        opened starts with the file alone when coldPromptTokens is on (its first
         suggestion is where latency is worst), else with the snippets of the moment."""
         held = self.held_context.get(uri)
         local = self.state == "ready" and self.service is not None and not isinstance(self.service, RemoteCompletionService)

@@ -4,6 +4,7 @@ two bisections and a few dictionary look-ups instead of a scan of the vocabulary
 from __future__ import annotations
 
 import bisect
+import functools
 
 import numpy as np
 
@@ -25,7 +26,11 @@ class TokenTexts:
         self._ids_by_text: dict[str, list[int]] = {}
         for t, i in pairs:
             self._ids_by_text.setdefault(t, []).append(i)
-        self.line_break_ids = np.array([i for i, t in enumerate(self.text) if starts_line_break(t)], dtype=np.int64)
+
+    @functools.cached_property
+    def line_break_ids(self) -> np.ndarray:
+        """Tokens that end the line they continue (GenerateOptions.same_line); built on first use, not at load."""
+        return np.array([i for i, t in enumerate(self.text) if starts_line_break(t)], dtype=np.int64)
 
     def consistent_with(self, text: str) -> np.ndarray:
         """Token ids whose text starts with `text` or is a shorter non-empty prefix of it.

@@ -45,7 +45,7 @@ def is_mid_word(prefix: str, suffix: str) -> bool:
 _LEXEME = re.compile(
     r"""(?P<tq>\"\"\"|\'\'\')(?:\\.|.)*?(?:(?P<tq_end>(?P=tq))|\Z)"""
     r"""|"(?:\\.|[^"\\\n])*(?:(?P<dq_end>")|(?=\n)|\Z)|'(?:\\.|[^'\\\n])*(?:(?P<sq_end>')|(?=\n)|\Z)"""
-    r"|(?P<comment>#[^\n]*)|[()\[\]{}]",
+    r"|(?P<comment>#[^\n]*)|(?P<bracket>[()\[\]{}])",
     re.S,
 )
 _TOP_STATEMENT = re.compile(r"^(?:def|class|async def|import|from|@)\b", re.M)
@@ -55,30 +55,29 @@ SCAN_CHARS = 256_000  # beyond this the scan starts at a top-level statement: 1 
 def _code_brackets(code: str):
     """(index, char) of each bracket in `code` outside strings and # comments (approximate, never raises)."""
     for m in _LEXEME.finditer(code):
-        c = m.group()
-        if len(c) == 1 and c in "()[]{}":
-            yield m.start(), c
+        if m["bracket"]:
+            yield m.start(), m["bracket"]
 
 
-def scan_brackets(code: str, stack: list[str] | None = None) -> list[str]:
-    """Open brackets after scanning `code` (strings and # comments skipped)."""
-    stack = list(stack or [])
-    for _, c in _code_brackets(code):
-        if c in _OPEN:
-            stack.append(c)
-        elif stack and stack[-1] == _CLOSE[c]:
-            stack.pop()
-    return stack
-
-
-def _ends_open(code: str) -> bool:
-    """Does `code` end inside a string literal or a # comment (its last lexeme runs unterminated to the end)?"""
+def _scan(code: str) -> tuple[list[str], bool]:
+    """One pass over `code`: the brackets left open, and whether it ends inside a string literal or a # comment
+    (its last lexeme runs unterminated to the end)."""
+    stack: list[str] = []
     last = None
     for last in _LEXEME.finditer(code):
-        pass
-    if last is None or last.end() != len(code) or len(last.group()) == 1 and last.group() in "()[]{}":
-        return False
-    return last["comment"] is not None or not (last["tq_end"] or last["dq_end"] or last["sq_end"])
+        c = last["bracket"]
+        if c in _OPEN:
+            stack.append(c)
+        elif c and stack and stack[-1] == _CLOSE[c]:
+            stack.pop()
+    ends_open = (last is not None and last.end() == len(code) and not last["bracket"]
+                 and (last["comment"] is not None or not (last["tq_end"] or last["dq_end"] or last["sq_end"])))
+    return stack, ends_open
+
+
+def scan_brackets(code: str) -> list[str]:
+    """Open brackets after scanning `code` (strings and # comments skipped), innermost last."""
+    return _scan(code)[0]
 
 
 def scan_start(prefix: str, max_chars: int = SCAN_CHARS) -> int:
@@ -91,12 +90,13 @@ def scan_start(prefix: str, max_chars: int = SCAN_CHARS) -> int:
     return m.start() if m else prefix.find("\n", lo) + 1
 
 
+def _in_comment_or_string(line_prefix: str, ends_open: bool) -> bool:
+    return ends_open or line_prefix.lstrip().startswith("//")  # or a // comment line (C-family files)
+
+
 def in_comment_or_string(prefix: str) -> bool:
     """Is the cursor inside a comment or a string literal (a docstring too)? Prose is fine there."""
-    line = prefix[prefix.rfind("\n") + 1 :]
-    if line.lstrip().startswith("//"):
-        return True  # a // comment line (C-family files)
-    return _ends_open(prefix[scan_start(prefix) :])
+    return _in_comment_or_string(prefix[prefix.rfind("\n") + 1 :], _scan(prefix[scan_start(prefix) :])[1])
 
 
 def detect_indent_unit(text: str) -> str:
@@ -123,14 +123,14 @@ def make_post_context(prefix: str, suffix: str, mode: Mode, window_chars: int = 
     nl = suffix.find("\n")
     rest = suffix if nl == -1 else suffix[:nl]
     next_lines = [] if nl == -1 else suffix[nl + 1 :].split("\n", 8)[:8]
-    scanned = prefix[scan_start(prefix) :]
+    open_brackets, ends_open = _scan(prefix[scan_start(prefix) :])
     return PostContext(
         line_prefix=line_prefix,
         rest_of_line=rest,
         next_lines=next_lines,
         mode=mode,
-        open_brackets=scan_brackets(scanned),
-        in_comment_or_string=in_comment_or_string(prefix),
+        open_brackets=open_brackets,
+        in_comment_or_string=_in_comment_or_string(line_prefix, ends_open),
         indent_unit=detect_indent_unit(prefix[-window_chars:]),
     )
 

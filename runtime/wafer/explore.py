@@ -109,7 +109,6 @@ def _point(arch: str, w, hw, dtype: str, context: int, wafers: int, acceptance: 
 def _speculative(w, hw, opts: SimOptions, draft: str, acceptance: float, draft_tokens: int):
     """(tok/s, wafers, breakdown, k) of the speculative loop: the target placed once, then k = `draft_tokens`, or
     (0) the best k of 1..8 -- each draft token costs a draft step and the verify grows with k, so k is worth choosing."""
-    from . import speculative
     from .placement import place
     from .sim import _roomy_for_verify, _Sim
 
@@ -119,8 +118,7 @@ def _speculative(w, hw, opts: SimOptions, draft: str, acceptance: float, draft_t
     best = None
     for k in ([draft_tokens] if draft_tokens else range(1, 9)):
         ok = msgspec.structs.replace(opts, draft_tokens=k, acceptance=acceptance)
-        _, ksim, kp = _roomy_for_verify(w, hw, ok, sim, p, dw)  # as simulate places a target that will speculate
-        spec, breakdown = speculative.speculate(ksim, kp, dw, k, acceptance, lambda d: _Sim(d, hw, ok))
+        _, _, kp, (spec, breakdown) = _roomy_for_verify(w, hw, ok, sim, p, dw)  # as simulate places it
         speed = spec.expected_tokens_per_step / spec.step_s
         if best is None or speed > best[0]:
             best = (speed, kp.wafers_used + spec.draft_wafers, breakdown, k)

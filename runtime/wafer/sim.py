@@ -76,9 +76,9 @@ def _check(opts: SimOptions) -> None:
         raise WaferError(f"unknown method '{opts.method}' (known: {', '.join(METHODS)})")
     if opts.prompt_len <= 0 or opts.context <= 0:
         raise WaferError(f"--prompt-len and --context must be > 0 (got {opts.prompt_len}, {opts.context})")
-    if opts.output_len < 0 or opts.prompt_len + opts.output_len > opts.context:
-        if opts.output_len < 0:
-            raise WaferError(f"--output-len must be >= 0 (got {opts.output_len})")
+    if opts.output_len < 0:
+        raise WaferError(f"--output-len must be >= 0 (got {opts.output_len})")
+    if opts.prompt_len + opts.output_len > opts.context:
         raise WaferError(f"--prompt-len {opts.prompt_len} + --output-len {opts.output_len} exceeds --context "
                          f"{opts.context}: the request's KV must fit the cache")
     if opts.prompt_len > opts.context:
@@ -411,17 +411,21 @@ def _roomy_for_verify(w: Workload, hw: WaferSpec, opts: SimOptions, sim: "_Sim",
     may take them in one chunk -- on no more wafers than the plain placement takes (or --wafers), when that fits.
     The reservation is not always worth it: the verify can also go through the layer pipeline in chunks as small as
     the SRAM allows (speculative.verify_cycles takes the fastest split that fits), and the buffers it reserves take
-    SRAM the weights would spread into (a bigger grid, a slower plain decode step)."""
+    SRAM the weights would spread into (a bigger grid, a slower plain decode step).
+    Returns (workload, sim, placement, speculative.speculate's result there): the loop is costed once per candidate."""
+    def loop(s: "_Sim", q: Placement):
+        return speculative.speculate(s, q, draft, opts.draft_tokens, opts.acceptance, lambda d: _Sim(d, hw, opts))
+
+    plain = loop(sim, p)
     roomy = w.for_verify(opts.draft_tokens + 1)
     rsim = _Sim(roomy, hw, opts)
     try:
         rp = place(roomy, hw, opts.dtype, opts.context, opts.grid, opts.wafers or p.wafers_used, opts.collective,
                    rsim.decode_cycles, opts.placement, strips=opts.method == "placed")
     except WaferError:
-        return w, sim, p
-    step = lambda s, q: speculative.speculate(s, q, draft, opts.draft_tokens, opts.acceptance,  # noqa: E731
-                                              lambda d: _Sim(d, hw, opts))[0].step_s
-    return (roomy, rsim, rp) if step(rsim, rp) < step(sim, p) else (w, sim, p)
+        return w, sim, p, plain
+    reserved = loop(rsim, rp)
+    return (roomy, rsim, rp, reserved) if reserved[0].step_s < plain[0].step_s else (w, sim, p, plain)
 
 
 def crossings(p: Placement) -> int:
@@ -443,8 +447,9 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, opts.grid, opts.wafers, opts.collective, sim.decode_cycles, opts.placement,
               strips=opts.method == "placed")
+    spec = None
     if draft is not None:  # room for the verify's k + 1 tokens in one chunk, if that fits and is faster
-        w, sim, p = _roomy_for_verify(w, hw, opts, sim, p, draft)
+        w, sim, p, (spec, spec_breakdown) = _roomy_for_verify(w, hw, opts, sim, p, draft)
     per_layer = opts.method == "per-layer"
     dec, dec_sg = sim.per_layer(p, "decode") if per_layer else sim.decode(p)
     relayout = 0.0
@@ -479,10 +484,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     ]
     latency = dec.total / clock
     breakdown = dec.seconds(hw)
-    spec = None
-    if draft is not None:
-        spec, breakdown = speculative.speculate(sim, p, draft, opts.draft_tokens, opts.acceptance,
-                                                lambda d: _Sim(d, hw, opts))
+    if spec is not None:
+        breakdown = spec_breakdown
         latency = spec.step_s / spec.expected_tokens_per_step
     users = concurrent_users(p, w, hw, opts.users, opts.context, dec, dec_sg) if opts.users > 1 else None
     if users is not None:

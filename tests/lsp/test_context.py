@@ -48,6 +48,18 @@ def completes_with_definition(c, uri: str, text: str, path: str) -> dict:
                                             "contentChanges": [{"text": text}]})
 
 
+def open_main_beside_shapes(c) -> str:
+    """shapes.py, then main.py, open in the workspace and indexed; a first completion in main holds no snippets."""
+    open_doc(c, "file:///w/pkg/shapes.py", SHAPES)
+    assert wait_indexed(c, 1)["documents"] == 1
+    main = "file:///w/pkg/main.py"
+    open_doc(c, main, MAIN)
+    assert wait_indexed(c, 2)["documents"] == 2
+    assert "error" not in inline(c, main, *end_of(MAIN))
+    assert status(c)["context"]["snippets"] == []
+    return main
+
+
 def test_definition_from_another_open_document_is_in_the_prompt(tiny_bundle, tmp_path):
     c = start(tmp_path, {"model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True}, root="file:///w")
     try:
@@ -86,12 +98,7 @@ def test_status_lists_what_the_prompt_held_and_a_cold_answer_holds_none(tiny_bun
               root="file:///w")
     try:
         assert wait_state(c, {"ready"})["state"] == "ready"
-        open_doc(c, "file:///w/pkg/shapes.py", SHAPES)
-        main = "file:///w/pkg/main.py"
-        open_doc(c, main, MAIN)
-        assert wait_indexed(c, 2)["documents"] == 2
-        assert "error" not in inline(c, main, *end_of(MAIN))
-        assert status(c)["context"]["snippets"] == []
+        main = open_main_beside_shapes(c)
         c.notify("workspace/didChangeConfiguration", {"settings": {"waferline": {
             "model": str(tiny_bundle), "prefillOnOpen": False, "coldPromptTokens": 0, "context": True}}})
         text = MAIN + "a"
@@ -129,13 +136,7 @@ def test_a_file_just_opened_answers_alone_first_and_gets_its_context_once_prefil
               root="file:///w")
     try:
         assert wait_state(c, {"ready"})["state"] == "ready"
-        open_doc(c, "file:///w/pkg/shapes.py", SHAPES)
-        assert wait_indexed(c, 1)["documents"] == 1
-        main = "file:///w/pkg/main.py"
-        open_doc(c, main, MAIN)
-        assert wait_indexed(c, 2)["documents"] == 2
-        assert "error" not in inline(c, main, *end_of(MAIN))
-        assert status(c)["context"]["snippets"] == []
+        main = open_main_beside_shapes(c)
         completes_with_definition(c, main, MAIN, "pkg/shapes.py")
     finally:
         c.close()
