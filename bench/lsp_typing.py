@@ -265,7 +265,14 @@ class LspEditor:
         return LspAsk(self.client, p, mark)
 
     def close(self) -> None:
+        self.status = (self.client.request("waferline/status", None)[0].get("result") or {})
         self.client.close()
+
+    def context_note(self) -> str:
+        """How often the server's context changed while typing (each change prefills the prompt aside)."""
+        ctx = getattr(self, "status", {}).get("context") or {}
+        return (f", context changed at {ctx['changes']} requests, {ctx['asides']} prefills aside, {ctx['swaps']} swaps"
+                if "asides" in ctx else "")
 
 
 # ------------------------------------------------------------------------------------------------ the anchor
@@ -513,7 +520,8 @@ def ours_factory(bundle: str, threads: int, stderr, path: str = "typing.py", tab
         f", {k} {v}" for k, v in (options or {}).items())
 
     def make(doc: TypingDoc):
-        return LspEditor(bundle, doc, threads, stderr, path=path, tabs=tabs, options=options), what
+        editor = LspEditor(bundle, doc, threads, stderr, path=path, tabs=tabs, options=options)
+        return editor, lambda: what + editor.context_note()
 
     return make
 

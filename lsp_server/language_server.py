@@ -50,6 +50,10 @@ def _version() -> str:
 
 MODEL_KEY = "\0model"  # scheduler key of model (re)loads: never superseded by completions
 INDEX_DELAY_S = 1.0  # a document being typed in is re-indexed for context once typing pauses this long
+# a changed context is prefilled aside once requests for its document pause this long (llama.vscode sends its extra
+# context on a 1 s idle timer): while typing it flips with the word being typed and back at the next key (17 of 339
+# keys of bench/lsp_typing.py on starlette.routing), and each change costs a prefill of the whole file after it
+CONTEXT_SETTLE_S = 1.0
 
 
 class WaferlineServer(RemoteLink, LanguageServer):
@@ -78,6 +82,10 @@ class WaferlineServer(RemoteLink, LanguageServer):
         self.collector = ContextCollector()  # open documents -> snippets of other files for the prompt
         self.last_context: list[dict[str, Any]] = []  # the snippets of the last completion, for waferline/status
         self.held_context: dict[str, list] = {}  # per document: the snippets its KV slot was filled with
+        self.context_changes = 0  # requests whose snippets differed from the ones held
+        self.context_asides = 0  # prefills aside started (a change that held through a pause)
+        self.context_swaps = 0  # prompts prefilled aside that took their document's place
+        self._context_timers: dict[str, asyncio.TimerHandle] = {}  # per document: the prefill aside waiting for a pause
         self.indexer = ThreadPoolExecutor(1, thread_name_prefix="waferline-context")  # off the loop and the worker
         self._index_timer: asyncio.TimerHandle | None = None
 
@@ -279,8 +287,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
                 self.schedule_indexing(0.0, skip=uri)
         fields.update(overrides)
         req = CompletionRequest(**fields)
-        if fresh is not None and fresh != req.context:
-            self.prefill_context(uri, msgspec.structs.replace(req, context=fresh))
+        if fresh is not None:
+            self.prefill_context(uri, None if fresh == req.context else msgspec.structs.replace(req, context=fresh))
         return req, index
 
     def context_for(self, uri: str, fresh: list) -> list:
@@ -298,18 +306,35 @@ class WaferlineServer(RemoteLink, LanguageServer):
         self.held_context[uri] = held
         return held
 
-    def prefill_context(self, uri: str, req: CompletionRequest) -> None:
-        """The other files' snippets for `uri` changed: its requests keep the context its KV slot holds, while the
-        prompt with the new one is prefilled aside in idle time; once it is all in, it takes the slot's place and
-        becomes the document's context. A changed snippet would otherwise make the next request evaluate the whole
-        file after it again."""
+    def prefill_context(self, uri: str, req: CompletionRequest | None) -> None:
+        """The other files' snippets for `uri` changed (`req` has the new ones; None: they are the held ones again):
+        its requests keep the context its KV slot holds, while the prompt with the new one is prefilled aside once
+        the document's requests pause for CONTEXT_SETTLE_S (at once while it holds none: the first context is worth
+        the idle time between keys, a change of it is not); once it is all in, it takes the slot's place and becomes
+        the document's context. A changed snippet would otherwise make the next request evaluate the whole file after
+        it again."""
+        timer = self._context_timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+        if req is None:
+            return
+        self.context_changes += 1
 
         def job(cancel: threading.Event):
             svc = self.service
             if svc is not None and not cancel.is_set() and svc.warm_aside(fit_request(svc, req), cancel):
                 self.held_context[uri] = req.context
+                self.context_swaps += 1
 
-        self.scheduler.submit(f"context:{uri}", job, background=True)
+        def submit():
+            self._context_timers.pop(uri, None)
+            self.context_asides += 1
+            self.scheduler.submit(f"context:{uri}", job, background=True)
+
+        if self.loop is None or not self.loop.is_running() or not self.held_context.get(uri):
+            submit()
+        else:
+            self._context_timers[uri] = self.loop.call_later(CONTEXT_SETTLE_S, submit)
 
     async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
         """Run one completion on the worker; None when not ready, superseded or cancelled."""
@@ -425,6 +450,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
         """A closed file: its KV slot and window state go (on the worker, which owns the decoder), and its context."""
         self.collector.close(uri)
         self.held_context.pop(uri, None)
+        self.prefill_context(uri, None)  # a prefill aside still waiting for a pause is dropped
         svc = self.service
         if svc is not None:
             self.scheduler.submit(f"close:{uri}", lambda cancel: svc.forget(uri), background=True)
@@ -477,7 +503,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
             "queued": self.scheduler.pending(),
             "cancelled": self.cancelled,
             "context": {"documents": self.collector.documents(), "pending": self.collector.pending(),
-                        "snippets": self.last_context},
+                        "snippets": self.last_context, "changes": self.context_changes, "asides": self.context_asides,
+                        "swaps": self.context_swaps},
         }
 
 

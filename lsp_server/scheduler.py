@@ -1,12 +1,13 @@
 """One inference worker thread, off the event loop, with per-document supersession.
 
-pygls cannot stop a running thread, so cancellation is cooperative: every job gets a `threading.Event` that the
-runtime checks after every token. A newer request for the same document sets the running job's flag and replaces
+pygls cannot stop a running thread, so cancellation is cooperative: every job gets a flag (runtime.cancel.Interrupt,
+a threading.Event) that the runtime checks after every token. A newer request for the same document sets the running job's flag and replaces
 that document's waiting job (at most one waits per document), so a typing storm leaves no backlog: the worker only
 ever sees the latest request of each document.
 
 Background jobs (prefill of a file just opened, or of the full window after a cold answer) run only when nothing
-else waits, and any foreground submit stops the one running at its next chunk: they use idle time, never a user's.
+else waits, and any foreground submit stops the one running inside the prefill chunk in flight (the flag interrupts
+the ONNX Runtime call): they use idle time, never a user's.
 Among them the newest goes first: it is for the file the user is in now. (Oldest first, the ten tabs an editor
 restores at start each prefilled ~1 s before the file just opened, whose first suggestion then found nothing cached.)
 """
@@ -19,6 +20,8 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from runtime.cancel import Interrupt
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +33,7 @@ class Job:
         self.fn = fn
         self.supersede = supersede
         self.background = background
-        self.cancel = threading.Event()
+        self.cancel = Interrupt()
         self.future: Future = Future()
 
 

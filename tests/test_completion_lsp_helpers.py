@@ -28,6 +28,24 @@ def test_newer_job_cancels_running_and_replaces_waiting():
     s.close()
 
 
+def test_a_request_interrupts_the_background_call_in_flight():
+    """A background prefill's model call is stopped inside it, not at its end: the job's flag runs the hook the call
+    registered (the decoder's sets ONNX Runtime's terminate flag)."""
+    s = InferenceScheduler()
+    in_call, stopped = threading.Event(), threading.Event()
+
+    def background(cancel):
+        with cancel.interrupting(stopped.set):
+            in_call.set()
+            return "interrupted" if stopped.wait(5) else "ran to its end"
+
+    bg = s.submit("tab", background, background=True)
+    assert in_call.wait(5)
+    fg = s.submit("doc", lambda c: "answer")
+    assert bg.future.result(5) == "interrupted" and fg.future.result(5) == "answer"
+    s.close()
+
+
 def test_control_jobs_are_never_superseded():
     s = InferenceScheduler()
     gate = threading.Event()

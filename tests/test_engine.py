@@ -1,11 +1,13 @@
 """Decoder and decode loop on a tiny generated model: KV reuse, truncation, speculation, stop rules, cancel, streaming."""
 
+import contextlib
 import threading
 
 import numpy as np
 import pytest
 
 from runtime.bundle import load_bundle
+from runtime.cancel import Interrupt
 from runtime.engine import Decoder, GenerateOptions, generate, lookup_draft
 from runtime.errors import WaferlineError
 from runtime.sequences import common_prefix_len
@@ -154,6 +156,48 @@ def test_prefill_stops_between_chunks_when_cancelled(bundle, decoder):
     cancel.set()
     assert decoder.prefill(ids, chunk=8, cancel=cancel) is None
     assert decoder.tokens == []
+
+
+def test_interrupt_hooks_run_on_set_and_at_once_when_already_set():
+    calls = []
+    flag = Interrupt()
+    with flag.interrupting(lambda: calls.append("a")):
+        flag.set()
+    assert calls == ["a"]
+    flag.set()  # the block is over: its hook is gone
+    with flag.interrupting(lambda: calls.append("b")):
+        pass
+    assert calls == ["a", "b"]
+
+
+def test_an_interrupt_stops_a_prefill_chunk_in_flight(smollm2_bundle):
+    """Set while one 900-token chunk runs, the flag ends the ONNX Runtime call (None, nothing new cached), and the
+    cache is as good as before: the same prompt then gives a fresh decoder's logits."""
+    bundle = load_bundle(smollm2_bundle)
+    dec = Decoder(bundle, max_context=1024, threads=1)
+    ids = (ids_of(bundle, CODE * 30) * 2)[:900]
+    dec.prefill(ids[:100])
+
+    class Flag(Interrupt):
+        def __init__(self):
+            super().__init__()
+            self.in_call = threading.Event()
+
+        @contextlib.contextmanager
+        def interrupting(self, hook):
+            with super().interrupting(hook):
+                self.in_call.set()
+                yield
+
+    flag = Flag()
+    setter = threading.Thread(target=lambda: flag.in_call.wait(10) and flag.set())
+    setter.start()
+    assert dec.prefill(ids, chunk=len(ids), cancel=flag) is None
+    setter.join()
+    assert dec.tokens == ids[:100]
+    got = dec.prefill(ids).copy()
+    fresh = Decoder(bundle, max_context=1024, threads=1)
+    np.testing.assert_allclose(got, fresh.prefill(ids), atol=1e-4)
 
 
 def test_rename_slot_puts_a_cache_prefilled_aside_in_a_documents_place(bundle):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from lsp_server.language_server import CONTEXT_SETTLE_S
 from tests.lsp.test_hostile import T, end_of, inline, notifications, open_doc, start, status, wait_state
 
 SHAPES = '''"""Shapes."""
@@ -33,8 +34,8 @@ def wait_indexed(c, documents: int, timeout_s: float = T) -> dict:
 
 def completes_with_definition(c, uri: str, text: str, path: str) -> dict:
     """Completions at the end of `text` (typing on: `a` after `a`, with a pause between) answer, until the prompt holds
-    the definition of Circle from `path`: a changed context is prefilled aside in idle time, then swapped in, so it
-    may take a request or two. Returns the metrics of that request."""
+    the definition of Circle from `path`: a changed context is prefilled aside once requests pause for
+    CONTEXT_SETTLE_S, then swapped in, so it may take a request or two. Returns the metrics of that request."""
     want = {"path": path, "lines": [5, 14], "kind": "definition"}
     deadline = time.monotonic() + T
     while True:
@@ -42,7 +43,7 @@ def completes_with_definition(c, uri: str, text: str, path: str) -> dict:
         if want in status(c)["context"]["snippets"]:
             return notifications(c, "waferline/metrics", T)[-1]
         assert time.monotonic() < deadline, status(c)["context"]
-        time.sleep(0.2)  # idle: the prompt with the context goes in aside
+        time.sleep(CONTEXT_SETTLE_S + 0.2)  # a pause: the prompt with the context goes in aside
         text += "a"
         c.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": len(text)},
                                             "contentChanges": [{"text": text}]})
@@ -75,6 +76,8 @@ def test_definition_from_another_open_document_is_in_the_prompt(tiny_bundle, tmp
         assert wait_indexed(c, 2)["documents"] == 2
         with_context = completes_with_definition(c, main, MAIN, "pkg/shapes.py")
         assert with_context["prompt_tokens"] > alone["prompt_tokens"] + 20
+        ctx = status(c)["context"]  # each swap was a prefill aside, started by a change
+        assert ctx["changes"] >= ctx["asides"] >= ctx["swaps"] >= 1
     finally:
         c.close()
 
