@@ -85,6 +85,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
         self.context_changes = 0  # requests whose snippets differed from the ones held
         self.context_asides = 0  # prefills aside started (a change that held through a pause)
         self.context_swaps = 0  # prompts prefilled aside that took their document's place
+        self.middle_restarts = 0  # FIM middles restarted aside (nearly full after the lines typed)
         self._context_timers: dict[str, asyncio.TimerHandle] = {}  # per document: the prefill aside waiting for a pause
         self.indexer = ThreadPoolExecutor(1, thread_name_prefix="waferline-context")  # off the loop and the worker
         self._index_timer: asyncio.TimerHandle | None = None
@@ -320,21 +321,27 @@ class WaferlineServer(RemoteLink, LanguageServer):
             return
         self.context_changes += 1
 
+        def submit():
+            self._context_timers.pop(uri, None)
+            self.context_asides += 1
+            self.prefill_aside(uri, req)
+
+        if self.loop is None or not self.loop.is_running() or not self.held_context.get(uri):
+            submit()
+        else:
+            self._context_timers[uri] = self.loop.call_later(CONTEXT_SETTLE_S, submit)
+
+    def prefill_aside(self, uri: str, req: CompletionRequest) -> None:
+        """Background: `req`'s prompt (new context, or the middle restarted: CompletionService.warm_aside) into a spare
+        slot, swapped in when all of it is in. One such job per document: the newest request wins."""
+
         def job(cancel: threading.Event):
             svc = self.service
             if svc is not None and not cancel.is_set() and svc.warm_aside(fit_request(svc, req), cancel):
                 self.held_context[uri] = req.context
                 self.context_swaps += 1
 
-        def submit():
-            self._context_timers.pop(uri, None)
-            self.context_asides += 1
-            self.scheduler.submit(f"context:{uri}", job, background=True)
-
-        if self.loop is None or not self.loop.is_running() or not self.held_context.get(uri):
-            submit()
-        else:
-            self._context_timers[uri] = self.loop.call_later(CONTEXT_SETTLE_S, submit)
+        self.scheduler.submit(f"context:{uri}", job, background=True)
 
     async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
         """Run one completion on the worker; None when not ready, superseded or cancelled."""
@@ -377,8 +384,18 @@ class WaferlineServer(RemoteLink, LanguageServer):
             self.cancelled += 1
         elif res.cold:
             self.prefill(uri, req, at_cursor=True)  # the short window answered; now the full one, while idle
+        elif self.middle_ripe(uri, req):
+            self.middle_restarts += 1
+            self.prefill_aside(uri, req)  # the middle is nearly full: restart it while idle, not at a keystroke
         self.publish_metrics(uri, res, wafer)
         return res
+
+    def middle_ripe(self, uri: str, req: CompletionRequest) -> bool:
+        """A local model's FIM middle for `uri` is nearly full and no prefill aside waits for a pause (it will restart
+        the middle itself)."""
+        svc = self.service
+        return (self.state == "ready" and hasattr(svc, "middle_ripe") and uri not in self._context_timers
+                and svc.middle_ripe(req))
 
     def prefill(self, uri: str, req: CompletionRequest, at_cursor: bool) -> None:
         """Background prefill of `req`'s prompt into `uri`'s KV slot: it runs only while no request waits, and
@@ -504,7 +521,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
             "cancelled": self.cancelled,
             "context": {"documents": self.collector.documents(), "pending": self.collector.pending(),
                         "snippets": self.last_context, "changes": self.context_changes, "asides": self.context_asides,
-                        "swaps": self.context_swaps},
+                        "swaps": self.context_swaps, "middle_restarts": self.middle_restarts},
         }
 
 

@@ -43,3 +43,37 @@ def test_generate_cli_json(default_bundle):
     for key in ("prompt_ids", "token_ids", "text", "prompt_tokens_per_s", "decode_tokens_per_s"):
         assert key in out
     assert len(out["token_ids"]) == 8 and out["decode_tokens_per_s"] > 0
+
+
+def _typing_lines(svc, aside: bool) -> tuple[list[int], bool]:
+    """Type textwrap.py's lines 60-90 back in, one request per new line (the code model, FIM); with `aside`, a ripe
+    middle is prefilled aside and swapped in as the server does after an answer. Returns the tokens each request
+    evaluated, and whether a swap happened."""
+    import inspect
+    import textwrap
+
+    from runtime.complete import CompletionRequest
+
+    lines = inspect.getsource(textwrap).splitlines(keepends=True)
+    suffix = "".join(lines[90:])
+    evaluated, swapped = [], False
+    for k in range(60, 90):
+        req = CompletionRequest(prefix="".join(lines[:k]), suffix=suffix, doc_key="doc", path="textwrap.py",
+                                mode="line", max_new_tokens=1, max_prompt_tokens=1024, speculate=False)
+        res = svc.complete(req)
+        evaluated.append(res.prompt_tokens - res.reused_tokens)
+        if aside and svc.middle_ripe(req):
+            swapped = svc.warm_aside(req) or swapped
+    return evaluated[1:], swapped  # the first request evaluates the whole prompt
+
+
+def test_a_nearly_full_middle_is_restarted_aside_so_no_line_pays_for_the_suffix(default_bundle):
+    """Typed lines pile up after <|fim_middle|> until the middle restarts, and the request that restarts it evaluates
+    the whole suffix again (256 tokens here). Restarted aside once ripe, no request after the first evaluates more
+    than the line typed and the few tokens it changes."""
+    from runtime.complete import CompletionService
+
+    plain, _ = _typing_lines(CompletionService.load(str(default_bundle), threads=2, kv_slots=3), aside=False)
+    assert max(plain) > 200  # the restart a keystroke pays today
+    restarted, swapped = _typing_lines(CompletionService.load(str(default_bundle), threads=2, kv_slots=3), aside=True)
+    assert swapped and max(restarted) < 100, restarted

@@ -25,6 +25,7 @@ MIDDLE_MAX_TOKENS = 96  # FIM: lines typed since the middle started stay after <
 MIDDLE_LINES = 4  # a middle (re)starts this many lines above the cursor line, in at most half of MIDDLE_MAX_TOKENS:
 # recent lines right before the answer, not on the far side of the suffix (30 positions of bench/quality.py,
 # Qwen2.5-Coder: exact 40.0% with the cursor line alone after <|fim_middle|>, 50.0% with 4 lines before it)
+MIDDLE_RIPE_TOKENS = MIDDLE_MAX_TOKENS * 3 // 4  # a middle this full is restarted aside, in idle time (see middle_ripe)
 WINDOW_REFILL_FRACTION = 0.75  # after a jump the window holds 3/4 of max tokens: ~1/4 of slack before the next jump
 WINDOW_SHRINK_FRACTION = 0.5  # a window below half of max (cursor moved up, text deleted) is refilled
 _SCAN_CHARS_PER_TOKEN = 12  # generous chars/token bound: only this much text is ever tokenized to place the start
@@ -118,6 +119,7 @@ class PromptPlan(msgspec.Struct, kw_only=True):
     lookup_ids: list[int] = []  # tokens prompt-lookup speculation may copy from (prompt + suffix)
     fim: bool = False
     window_start: int = 0
+    middle_start: int = 0  # FIM: where the middle after <|fim_middle|> starts in the prefix
     context: list[Snippet] = []  # the snippets of req.context the prompt holds (some may not fit)
 
 
@@ -155,7 +157,8 @@ class PromptPlanner:
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
-    def plan(self, req: CompletionRequest, max_context: int, remember: bool = True) -> PromptPlan:
+    def plan(self, req: CompletionRequest, max_context: int, remember: bool = True,
+             restart_middle: bool = False) -> PromptPlan:
         """Token ids for `req` in a context of `max_context` tokens.
 
         Plain models: [bos] [header] window-of-prefix.
@@ -169,7 +172,8 @@ class PromptPlanner:
 
         The end backs off to a natural token boundary (trailing spaces, indentation, a cursor that cuts a token); the
         backed-off text is the forced prefix of the answer (token healing) and is stripped from the completion.
-        `remember`: keep the window start for the document's next request (not for a one-off short window)."""
+        `remember`: keep the window start for the document's next request (not for a one-off short window);
+        `restart_middle`: start the middle afresh (a plan prefilled aside, `adopt`ed when it is all in)."""
         m = self.meta
         bos = [m.bos_id] if getattr(m, "add_bos", False) and m.bos_id is not None else []
         suffix_room = req.max_suffix_tokens + 3 if m.has_fim else 0
@@ -181,14 +185,15 @@ class PromptPlanner:
         budget = max(16, min(req.max_prompt_tokens - len(bos) - len(header), room - len(head)))
         start = self._window_start(req, budget, remember)
         if m.has_fim:
-            cut = self._middle_start(req, start, remember)
+            cut = self._middle_start(req, start, remember, restart_middle)
             line = req.prefix[cut:]
             text = line.rstrip(" \t")
             body, backoff = self._heal_last_token(self.encode(text), text, line[len(text):])
             suffix_ids = self.encode(req.suffix[: req.max_suffix_tokens * _SCAN_CHARS_PER_TOKEN])[: req.max_suffix_tokens]
             ids = (head + [m.fim_prefix_id] + self.encode(req.prefix[start:cut]) + [m.fim_suffix_id] + suffix_ids
                    + [m.fim_middle_id] + body)
-            return PromptPlan(ids=ids, backoff=backoff, fim=True, lookup_ids=ids, window_start=start, context=context)
+            return PromptPlan(ids=ids, backoff=backoff, fim=True, lookup_ids=ids, window_start=start, middle_start=cut,
+                              context=context)
         window = req.prefix[start:]
         text, backoff = split_backoff(window)
         body = self.encode(text)
@@ -204,12 +209,28 @@ class PromptPlanner:
         self._window_starts.pop(doc_key, None)
         self._middle_starts.pop(doc_key, None)
 
-    def _middle_start(self, req: CompletionRequest, start: int, remember: bool) -> int:
+    def _middle_start(self, req: CompletionRequest, start: int, remember: bool, restart: bool = False) -> int:
         """Where a FIM prompt's middle starts (choose_middle_start), remembered per document like the window start."""
-        cut = choose_middle_start(req.prefix, start, self._middle_starts.get(req.doc_key), self.count_tokens)
+        prev = None if restart else self._middle_starts.get(req.doc_key)
+        cut = choose_middle_start(req.prefix, start, prev, self.count_tokens)
         if remember:
             remember_offset(self._middle_starts, req.doc_key, cut)
         return cut
+
+    def middle_ripe(self, req: CompletionRequest) -> bool:
+        """The document's middle holds more than MIDDLE_RIPE_TOKENS of lines above the cursor line: a few lines more
+        and a keystroke's request would restart it, evaluating the whole suffix again (bench/lsp_typing.py: 359
+        tokens, 670-850 ms, the slowest pause of a run). Restarted aside in idle time first, it costs no keystroke."""
+        prev = self._middle_starts.get(req.doc_key)
+        line_start = req.prefix.rfind("\n") + 1
+        return (self.meta.has_fim and prev is not None and prev < line_start
+                and self.count_tokens(req.prefix[prev:line_start]) > MIDDLE_RIPE_TOKENS)
+
+    def adopt(self, doc_key: str, plan: PromptPlan) -> None:
+        """`plan`'s window and middle become the document's: its prompt, prefilled aside, took the slot's place."""
+        remember_offset(self._window_starts, doc_key, plan.window_start)
+        if plan.fim:
+            remember_offset(self._middle_starts, doc_key, plan.middle_start)
 
     def _context_ids(self, req: CompletionRequest, header: list[int], room: int) -> tuple[list[Snippet], list[int]]:
         """The header with `req.context` before the current file, as each model was trained: repo-level tokens

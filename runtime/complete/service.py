@@ -220,20 +220,26 @@ class CompletionService(CompletionFlow):
         return self._prefill_stable(full, at_cursor, cancel, chunk)
 
     def warm_aside(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64) -> bool:
-        """Prefill `req` -- the document with other context -- into a spare slot while the document's own slot keeps
-        serving the prompt it holds; once all of it through `<|fim_middle|>` is in, the spare becomes the document's
-        slot. A context change then never makes a request evaluate the whole file again. True when swapped; a
-        cancelled call leaves its part in the spare, and the next call goes on from there."""
+        """Prefill `req` -- the document with other context, or with its middle restarted when that is ripe
+        (PromptPlanner.middle_ripe) -- into a spare slot while the document's own slot keeps serving the prompt it
+        holds; once all of it through `<|fim_middle|>` is in, the spare becomes the document's slot and its layout the
+        document's. A context change or a full middle then never makes a request evaluate the whole file (or suffix)
+        again. True when swapped; a cancelled call leaves its part in the spare, and the next call goes on from there."""
         rename = getattr(self.decoder, "rename_slot", None)
         if rename is None or not req.prefix.strip():
             return False
-        plan = self.plan_prompt(req)
+        plan = self.prompts.plan(req, self.max_context, remember=False, restart_middle=self.prompts.middle_ripe(req))
         self._use_slot(req.doc_key + NEXT_SLOT)
         done = self._prefill_stable(plan, True, cancel, chunk) >= len(self._stable_ids(plan, True))
-        if done and not (cancel is not None and cancel.is_set()):
-            return rename(req.doc_key + NEXT_SLOT, req.doc_key)
+        if done and not (cancel is not None and cancel.is_set()) and rename(req.doc_key + NEXT_SLOT, req.doc_key):
+            self.prompts.adopt(req.doc_key, plan)
+            return True
         self._use_slot(req.doc_key)
         return False
+
+    def middle_ripe(self, req: CompletionRequest) -> bool:
+        """See PromptPlanner.middle_ripe: cheap (a few lines tokenized), asked after each answer."""
+        return self.prompts.middle_ripe(req)
 
     def _stable_ids(self, plan: PromptPlan, at_cursor: bool) -> list[int]:
         """What stays put while the user types at the cursor (`at_cursor`) or anywhere in the file."""
