@@ -269,10 +269,10 @@ class LspEditor:
         self.client.close()
 
     def context_note(self) -> str:
-        """How often the server's context changed while typing (each change prefills the prompt aside)."""
+        """What the server prefilled aside while typing (a changed context, a nearly full FIM middle) and swapped in."""
         ctx = getattr(self, "status", {}).get("context") or {}
-        return (f", context changed at {ctx['changes']} requests, {ctx['asides']} prefills aside, {ctx['swaps']} swaps"
-                if "asides" in ctx else "")
+        return (f", context changed at {ctx['changes']} requests, {ctx['asides']} prefills aside for it, "
+                f"{ctx['middle_restarts']} for a nearly full middle, {ctx['swaps']} swaps" if "middle_restarts" in ctx else "")
 
 
 # ------------------------------------------------------------------------------------------------ the anchor
