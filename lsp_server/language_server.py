@@ -87,6 +87,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
         self.context_swaps = 0  # prompts prefilled aside that took their document's place
         self.middle_restarts = 0  # FIM middles restarted aside (nearly full after the lines typed)
         self._context_timers: dict[str, asyncio.TimerHandle] = {}  # per document: the prefill aside waiting for a pause
+        self.wanted_context: dict[str, list] = {}  # per document: snippets that differ from the held ones, not yet in
         self.indexer = ThreadPoolExecutor(1, thread_name_prefix="waferline-context")  # off the loop and the worker
         self._index_timer: asyncio.TimerHandle | None = None
 
@@ -318,8 +319,10 @@ class WaferlineServer(RemoteLink, LanguageServer):
         if timer is not None:
             timer.cancel()
         if req is None:
+            self.wanted_context.pop(uri, None)
             return
         self.context_changes += 1
+        self.wanted_context[uri] = req.context
 
         def submit():
             self._context_timers.pop(uri, None)
@@ -339,6 +342,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
             svc = self.service
             if svc is not None and not cancel.is_set() and svc.warm_aside(fit_request(svc, req), cancel):
                 self.held_context[uri] = req.context
+                if self.wanted_context.get(uri) == req.context:
+                    self.wanted_context.pop(uri, None)
                 self.context_swaps += 1
 
         self.scheduler.submit(f"context:{uri}", job, background=True)
@@ -384,9 +389,10 @@ class WaferlineServer(RemoteLink, LanguageServer):
             self.cancelled += 1
         elif res.cold:
             self.prefill(uri, req, at_cursor=True)  # the short window answered; now the full one, while idle
-        elif self.middle_ripe(uri, req):
+        elif self.middle_ripe(uri, req):  # the middle is nearly full: restart it while idle, not at a keystroke
             self.middle_restarts += 1
-            self.prefill_aside(uri, req)  # the middle is nearly full: restart it while idle, not at a keystroke
+            wanted = self.wanted_context.get(uri)  # with the context still to come, if any: one job per document
+            self.prefill_aside(uri, req if wanted is None else msgspec.structs.replace(req, context=wanted))
         self.publish_metrics(uri, res, wafer)
         return res
 
@@ -467,7 +473,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
         """A closed file: its KV slot and window state go (on the worker, which owns the decoder), and its context."""
         self.collector.close(uri)
         self.held_context.pop(uri, None)
-        self.prefill_context(uri, None)  # a prefill aside still waiting for a pause is dropped
+        self.prefill_context(uri, None)  # a prefill aside still waiting for a pause is dropped, and the wanted context
         svc = self.service
         if svc is not None:
             self.scheduler.submit(f"close:{uri}", lambda cancel: svc.forget(uri), background=True)
