@@ -228,6 +228,18 @@ def gemv(hw: WaferSpec, k: int, n: int, k_axis: int, n_axis: int, dtype: str, al
     return local_matmul(hw, kt, nt, dtype, tokens=tokens) + allreduce(hw, k_axis, tokens * nt, algo)
 
 
+def gemv_fused(hw: WaferSpec, k: int, ns: list[int], k_axis: int, n_axis: int, dtype: str, algo: str,
+               tokens: int = 1) -> Cost:
+    """Several GEMVs sharing the input x[T,K] (q, k, v; gate, up): one local loop per projection, as WaferLLM's
+    decode.csl runs them (xq/xk/xv_matvec_mult, up/gate_matvec_mult: a `vecmat_computation` each), then one allreduce
+    of all their outputs (its `..._QKV_fusion` / `..._ZZ_fusion`). One projection: `gemv`."""
+    kt = cdiv(k, k_axis)
+    c = Cost()
+    for n in ns:
+        c += local_matmul(hw, kt, cdiv(n, n_axis), dtype, tokens=tokens)
+    return c + allreduce(hw, k_axis, tokens * sum(cdiv(n, n_axis) for n in ns), algo)
+
+
 def rmsnorm_decode(hw: WaferSpec, d: int, axis: int, algo: str, skip: bool, tokens: int = 1) -> Cost:
     e = cdiv(d, axis)
     c = vector_op(hw, tokens * e, RMSNORM_VECTOR_OPS + (1 if skip else 0))
@@ -252,7 +264,7 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
         proj = [m for m in sg.matmuls if "o_proj" not in m.name]
         out = [m for m in sg.matmuls if "o_proj" in m.name]
         n_in = sum(m.n for m in proj)
-        c += gemv(hw, d, n_in, rows, cols, dtype, algo, q)  # q, k, v (fused when separate: one shared reduction)
+        c += gemv_fused(hw, d, [m.n for m in proj], rows, cols, dtype, algo, q)  # q, k, v: one shared reduction
         if sg.ops.get("Add"):
             c += vector_op(hw, q * cdiv(n_in, cols))  # qkv bias
         nh, nkv, hd = sg.n_heads, sg.n_kv_heads, sg.head_dim
@@ -281,7 +293,7 @@ def decode_subgraph(hw: WaferSpec, sg: Subgraph, rows: int, cols: int, dtype: st
         d = parts.gate_up[0].k
         ff2 = sum(m.n for m in parts.gate_up)
         c += rmsnorm_decode(hw, d, rows, algo, skip=True, tokens=q)
-        c += gemv(hw, d, ff2, rows, cols, dtype, algo, q)
+        c += gemv_fused(hw, d, [m.n for m in parts.gate_up], rows, cols, dtype, algo, q)  # one shared reduction
         act = q * cdiv(ff2 // 2, cols)
         c += nonlinear(hw, act, SIGMOID_VECTOR_OPS) + vector_op(hw, act, 2)  # sigmoid, gate * sigmoid, * up
         for m in parts.down:

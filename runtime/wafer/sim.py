@@ -32,7 +32,7 @@ from .placement import (Placement, Region, _layers, fmt_bytes, gemv_grid, layer_
                         prefill_sram_per_pe, sram_parts, sram_per_pe)
 from .report import GemvReport, RegionReport, Report, SubgraphReport, SystemReport
 from .users import concurrent_users
-from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload
+from .workload import ACT_BYTES, DTYPES, TOKEN_ID_BYTES, Subgraph, Workload, waferllm_decode_subgraph
 
 
 METHODS = ("placed", "per-layer")
@@ -381,10 +381,14 @@ class _Sim:
 
     def per_layer(self, p: Placement, phase: str) -> tuple[Cost, dict[str, Cost]]:
         """WaferLLM's method: one steady-state layer (layer 1: layer 0 skips the residual add) on its grid, its time
-        x the layer count. Nothing else is charged: the embedding, head, hops and crossings were never timed."""
+        x the layer count. Nothing else is charged: the embedding, head, hops and crossings were never timed.
+        Decode runs the layer as WaferLLM's decode kernel holds it (workload.waferllm_decode_subgraph: one head of width
+        d_model, K/V d_model wide, no grouped-query attention), whatever the model's own heads."""
         regions = self.region_of(p)
         layers = _layers(self.w)
         timed = layers[1] if len(layers) > 1 else layers[0]
+        if phase == "decode":
+            timed = [waferllm_decode_subgraph(sg) for sg in timed]
         one = sum((self.sub(sg, regions[sg.name], phase) for sg in timed), Cost())
         per_sg = {sg.name: Cost() for sg in self.w.subgraphs}
         for layer in layers:

@@ -165,6 +165,33 @@ class Workload(msgspec.Struct):
                    for s in self.subgraphs)
 
 
+def waferllm_decode_subgraph(s: Subgraph) -> Subgraph:
+    """A subgraph as WaferLLM's decode kernel runs it (MeshInfra/WaferLLM Decode/WSE-2: model_config/*.json set
+    n_heads = n_kv_heads = 1 and head_dim = dim for every model; decode.csl holds Q, K and V weights of dim x dim each,
+    a K and a V cache dim wide, no QKV bias, and runs separate vecmat loops for q, k, v and for up, gate, each set
+    reduced by one fused allreduce). So there is no grouped-query attention: K/V are d_model wide whatever the model's
+    KV heads, and the score q.K is one dot product of length d_model reduced across the whole x axis. A dense MLP's
+    gate_up becomes its gate and up projections; a mixture of experts is left as it is."""
+    if s.kind == "attn" and s.n_heads:
+        d = s.matmuls[0].k
+        scope = s.matmuls[0].name.rsplit("/", 1)[0]
+        mm = [MatMulShape(f"{scope}/{p}", d, d) for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        wp, vec = sum(m.params for m in mm), d  # the norm's gamma; decode.csl adds no QKV bias
+        ops = {k: v for k, v in s.ops.items() if k != "Add"}
+        return msgspec.structs.replace(
+            s, ops=ops, matmuls=mm, weight_params=wp, vector_params=vec, weight_bytes=_weight_bytes(wp, vec),
+            macs_per_token=wp,
+            attn_macs_per_token_per_ctx=2 * d, kv_bytes_per_token=2 * d * ACT_BYTES, n_heads=1, n_kv_heads=1, head_dim=d)
+    if s.kind == "mlp" and s.mlp_parts().router is None:
+        parts = s.mlp_parts()
+        if len(parts.gate_up) == 1:
+            gu = parts.gate_up[0]
+            scope = gu.name.rsplit("/", 1)[0]
+            mm = [MatMulShape(f"{scope}/gate_proj", gu.k, gu.n // 2), MatMulShape(f"{scope}/up_proj", gu.k, gu.n // 2)]
+            return msgspec.structs.replace(s, matmuls=mm + parts.down)
+    return s
+
+
 # ------------------------------------------------------------------------------------------------ architectures
 def _arch_table() -> dict:
     with open(ARCH_PRESETS_FILE, "rb") as f:
