@@ -346,7 +346,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
                     self.wanted_context.pop(uri, None)
                 self.context_swaps += 1
 
-        self.scheduler.submit(f"context:{uri}", job, background=True)
+        self.scheduler.submit(f"context:{uri}", job, background=True, doc=uri)
 
     async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
         """Run one completion on the worker; None when not ready, superseded or cancelled."""

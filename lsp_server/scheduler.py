@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 class Job:
     """A unit of work; its future resolves to fn's result, or None when superseded before it ran."""
 
-    def __init__(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True, background: bool = False):
+    def __init__(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True, background: bool = False,
+                 doc: str | None = None):
         self.key = key
+        self.doc = doc if doc is not None else key  # the document the job is for
         self.fn = fn
         self.supersede = supersede
         self.background = background
@@ -48,19 +50,22 @@ class InferenceScheduler:
         self._thread.start()
 
     def submit(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True,
-               background: bool = False) -> Job:
-        """Queue fn(cancel_event) for `key`; a supersedable job replaces/cancels older ones of the same key.
-        Any other job also stops a running background job: a request always, and newer idle work for another file
-        (where the user is now) too. A stopped background job is not re-run."""
-        key = f"background:{key}" if background else key
-        job = Job(key, fn, supersede, background)
+               background: bool = False, doc: str | None = None) -> Job:
+        """Queue fn(cancel_event) for `key` (of document `doc`, `key` if not given); a supersedable job
+        replaces/cancels older ones of the same key. Any other job also stops a running background job: a request
+        always, and newer idle work for another document (where the user is now) too; idle work for the same document
+        (its own window, then its context aside) waits its turn instead: cancelling each other, the two never finished
+        while the user typed. A stopped background job is not re-run."""
+        job = Job(f"background:{key}" if background else key, fn, supersede, background, doc if doc is not None else key)
+        key = job.key
         with self._cv:
             if self._closed:
                 job.future.set_result(None)
                 return job
             running = self._running
-            if running is not None and running.background and running.key != key:
-                running.cancel.set()  # a request, or idle work for another file (the user moved on), goes first
+            if (running is not None and running.background and running.key != key
+                    and (not background or running.doc != job.doc)):
+                running.cancel.set()  # a request, or idle work for another document (the user moved on), goes first
             if supersede:
                 running = self._running
                 if running is not None and running.key == key and running.supersede:

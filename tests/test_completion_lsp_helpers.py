@@ -46,6 +46,27 @@ def test_a_request_interrupts_the_background_call_in_flight():
     s.close()
 
 
+def test_idle_work_for_the_same_document_waits_and_for_another_document_goes_first():
+    s = InferenceScheduler()
+    started, release = threading.Event(), threading.Event()
+
+    def own_window(cancel):
+        started.set()
+        release.wait(5)
+        return "cancelled" if cancel.is_set() else "done"
+
+    warm = s.submit("doc", own_window, background=True)
+    assert started.wait(5)
+    aside = s.submit("context:doc", lambda c: "aside", background=True, doc="doc")
+    assert not warm.cancel.is_set()  # the document's context aside waits for its own window
+    other = s.submit("tab", lambda c: "tab", background=True)
+    assert warm.cancel.is_set()  # the user moved to another document: its idle work goes first
+    release.set()
+    assert warm.future.result(5) == "cancelled"
+    assert other.future.result(5) == "tab" and aside.future.result(5) == "aside"
+    s.close()
+
+
 def test_control_jobs_are_never_superseded():
     s = InferenceScheduler()
     gate = threading.Event()
