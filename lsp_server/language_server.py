@@ -54,6 +54,9 @@ INDEX_DELAY_S = 1.0  # a document being typed in is re-indexed for context once 
 # context on a 1 s idle timer): while typing it flips with the word being typed and back at the next key (17 of 339
 # keys of bench/lsp_typing.py on starlette.routing), and each change costs a prefill of the whole file after it
 CONTEXT_SETTLE_S = 1.0
+# the first context of a document waits for a shorter pause: started between keys (~60 ms apart) a prefill aside was
+# stopped by the next one before its first 64-token chunk (~110 ms) was done, hundreds of times a minute, for nothing
+FIRST_CONTEXT_SETTLE_S = 0.3
 
 
 class WaferlineServer(RemoteLink, LanguageServer):
@@ -269,7 +272,11 @@ class WaferlineServer(RemoteLink, LanguageServer):
         roots = [f.uri for f in self.workspace.folders.values()] if self.workspace.folders else []
         return roots or ([self.workspace.root_uri] if self.workspace.root_uri else [])
 
-    def build_request(self, uri: str, text: str, position: types.Position, **overrides) -> tuple[CompletionRequest, int]:
+    def build_request(self, uri: str, text: str, position: types.Position, *, aside: bool = True,
+                      **overrides) -> tuple[CompletionRequest, int]:
+        """The request for a cursor; with `aside` a changed context is prefilled aside for it (prefill_context):
+        not for a file just opened, where no one types yet -- ten tabs restored at start each prefilled their own
+        context aside, and their KV slots evicted the typed file's."""
         enc = self.position_encoding()
         prefix, suffix, index = cursor_split(text, position.line, position.character, enc)
         repo, rel = workspace_relative(uri, self.workspace_roots())  # fit_request cuts them for the header
@@ -289,7 +296,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
                 self.schedule_indexing(0.0, skip=uri)
         fields.update(overrides)
         req = CompletionRequest(**fields)
-        if fresh is not None:
+        if fresh is not None and aside:
             self.prefill_context(uri, None if fresh == req.context else msgspec.structs.replace(req, context=fresh))
         return req, index
 
@@ -311,8 +318,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
     def prefill_context(self, uri: str, req: CompletionRequest | None) -> None:
         """The other files' snippets for `uri` changed (`req` has the new ones; None: they are the held ones again):
         its requests keep the context its KV slot holds, while the prompt with the new one is prefilled aside once
-        the document's requests pause for CONTEXT_SETTLE_S (at once while it holds none: the first context is worth
-        the idle time between keys, a change of it is not); once it is all in, it takes the slot's place and becomes
+        the document's requests pause for CONTEXT_SETTLE_S (FIRST_CONTEXT_SETTLE_S while it holds none: the first
+        context is worth more than a change of it); once it is all in, it takes the slot's place and becomes
         the document's context. A changed snippet would otherwise make the next request evaluate the whole file after
         it again."""
         timer = self._context_timers.pop(uri, None)
@@ -329,10 +336,11 @@ class WaferlineServer(RemoteLink, LanguageServer):
             self.context_asides += 1
             self.prefill_aside(uri, req)
 
-        if self.loop is None or not self.loop.is_running() or not self.held_context.get(uri):
+        if self.loop is None or not self.loop.is_running():
             submit()
         else:
-            self._context_timers[uri] = self.loop.call_later(CONTEXT_SETTLE_S, submit)
+            settle = CONTEXT_SETTLE_S if self.held_context.get(uri) else FIRST_CONTEXT_SETTLE_S
+            self._context_timers[uri] = self.loop.call_later(settle, submit)
 
     def prefill_aside(self, uri: str, req: CompletionRequest) -> None:
         """Background: `req`'s prompt (new context, or the middle restarted: CompletionService.warm_aside) into a spare
@@ -346,7 +354,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
                     self.wanted_context.pop(uri, None)
                 self.context_swaps += 1
 
-        self.scheduler.submit(f"context:{uri}", job, background=True, doc=uri)
+        self.scheduler.submit(f"context:{uri}", job, background=True, doc=uri, last=True)
 
     async def complete(self, uri: str, req: CompletionRequest) -> CompletionResult | None:
         """Run one completion on the worker; None when not ready, superseded or cancelled."""
@@ -428,7 +436,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
         if text is None or (position is None and not text.strip()):
             return
         at = position or types.Position(line=text.count("\n"), character=0)
-        req, _ = self.build_request(uri, text, at)
+        req, _ = self.build_request(uri, text, at, aside=position is not None)
         self.last_focus = uri
         self.prefill(uri, req, at_cursor=position is not None)
 

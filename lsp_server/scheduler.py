@@ -16,22 +16,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any, Callable
 
 from runtime.cancel import Interrupt
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("waferline.scheduler")
 
 
 class Job:
     """A unit of work; its future resolves to fn's result, or None when superseded before it ran."""
 
     def __init__(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True, background: bool = False,
-                 doc: str | None = None):
+                 doc: str | None = None, last: bool = False):
         self.key = key
         self.doc = doc if doc is not None else key  # the document the job is for
+        self.last = last  # background work that waits for all other background work (a prefill aside)
         self.fn = fn
         self.supersede = supersede
         self.background = background
@@ -50,13 +52,16 @@ class InferenceScheduler:
         self._thread.start()
 
     def submit(self, key: str, fn: Callable[[threading.Event], Any], supersede: bool = True,
-               background: bool = False, doc: str | None = None) -> Job:
+               background: bool = False, doc: str | None = None, last: bool = False) -> Job:
         """Queue fn(cancel_event) for `key` (of document `doc`, `key` if not given); a supersedable job
         replaces/cancels older ones of the same key. Any other job also stops a running background job: a request
         always, and newer idle work for another document (where the user is now) too; idle work for the same document
-        (its own window, then its context aside) waits its turn instead: cancelling each other, the two never finished
-        while the user typed. A stopped background job is not re-run."""
-        job = Job(f"background:{key}" if background else key, fn, supersede, background, doc if doc is not None else key)
+        waits its turn instead. `last` background work (a prefill aside, which only makes a good prompt better) runs
+        when no other background work waits, and any other stops it: chosen newest first with the rest, the aside of
+        a file just opened starved its own window, and its first suggestions all came from the short cold window.
+        A stopped background job is not re-run."""
+        job = Job(f"background:{key}" if background else key, fn, supersede, background, doc if doc is not None else key,
+                  last and background)
         key = job.key
         with self._cv:
             if self._closed:
@@ -64,7 +69,7 @@ class InferenceScheduler:
                 return job
             running = self._running
             if (running is not None and running.background and running.key != key
-                    and (not background or running.doc != job.doc)):
+                    and (not background or running.doc != job.doc or (running.last and not job.last))):
                 running.cancel.set()  # a request, or idle work for another document (the user moved on), goes first
             if supersede:
                 running = self._running
@@ -101,16 +106,21 @@ class InferenceScheduler:
                     self._waiting.clear()
                     return
                 key = next((k for k, j in self._waiting.items() if not j.background), None)
-                key = key if key is not None else next(reversed(self._waiting))  # the newest idle work first
+                if key is None:  # the newest idle work first, `last` work after all other
+                    key = next((k for k, j in reversed(self._waiting.items()) if not j.last), None)
+                key = key if key is not None else next(reversed(self._waiting))
                 job = self._waiting.pop(key)
                 self._running = job
             result, error = None, None
             if not (job.future.done() or job.cancel.is_set()):
+                t0 = time.perf_counter()
                 try:
                     result = job.fn(job.cancel)
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
                     log.exception("inference job %s failed", job.key)
                     error = exc
+                log.debug("job %s: %.0f ms%s", job.key, (time.perf_counter() - t0) * 1e3,
+                          ", stopped" if job.cancel.is_set() else "")
             with self._cv:
                 self._running = None  # before the answer goes out: a status request after it sees no backlog
             if not job.future.done():

@@ -1,6 +1,7 @@
 """Pure helpers of the server: the inference scheduler (supersession, no backlog) and empty-def detection."""
 
 import threading
+import time
 
 from lsp_server.context import find_empty_def, workspace_relative
 from lsp_server.scheduler import InferenceScheduler
@@ -64,6 +65,34 @@ def test_idle_work_for_the_same_document_waits_and_for_another_document_goes_fir
     release.set()
     assert warm.future.result(5) == "cancelled"
     assert other.future.result(5) == "tab" and aside.future.result(5) == "aside"
+    s.close()
+
+
+def test_a_prefill_aside_waits_for_all_other_idle_work_and_yields_to_it():
+    s = InferenceScheduler()
+    gate, in_aside, release = threading.Event(), threading.Event(), threading.Event()
+    order = []
+    s.submit("busy", lambda c: gate.wait(5))
+    s.submit("context:doc", lambda c: order.append("aside"), background=True, doc="doc", last=True)
+    s.submit("doc", lambda c: order.append("own window"), background=True)
+    gate.set()
+    s.submit("sync", lambda c: None).future.result(5)
+    deadline = time.monotonic() + 5
+    while len(order) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert order == ["own window", "aside"]  # the aside, submitted first, still runs last
+
+    def aside(cancel):
+        in_aside.set()
+        release.wait(5)
+        return "stopped" if cancel.is_set() else "done"
+
+    running = s.submit("context:doc", aside, background=True, doc="doc", last=True)
+    assert in_aside.wait(5)
+    s.submit("doc", lambda c: "own window", background=True)  # same document, but not `last`: it goes first
+    assert running.cancel.is_set()
+    release.set()
+    assert running.future.result(5) == "stopped"
     s.close()
 
 
