@@ -399,17 +399,16 @@ class WaferlineServer(RemoteLink, LanguageServer):
             self.prefill(uri, req, at_cursor=True)  # the short window answered; now the full one, while idle
         elif self.middle_ripe(uri, req):  # the middle is nearly full: restart it while idle, not at a keystroke
             self.middle_restarts += 1
-            wanted = self.wanted_context.get(uri)  # with the context still to come, if any: one job per document
+            # with the context still to come, if any (one aside job per document), unless that waits for a pause
+            wanted = None if uri in self._context_timers else self.wanted_context.get(uri)
             self.prefill_aside(uri, req if wanted is None else msgspec.structs.replace(req, context=wanted))
         self.publish_metrics(uri, res, wafer)
         return res
 
     def middle_ripe(self, uri: str, req: CompletionRequest) -> bool:
-        """A local model's FIM middle for `uri` is nearly full and no prefill aside waits for a pause (it will restart
-        the middle itself)."""
+        """A local model's FIM middle for `uri` is nearly full."""
         svc = self.service
-        return (self.state == "ready" and hasattr(svc, "middle_ripe") and uri not in self._context_timers
-                and svc.middle_ripe(req))
+        return self.state == "ready" and hasattr(svc, "middle_ripe") and svc.middle_ripe(req)
 
     def prefill(self, uri: str, req: CompletionRequest, at_cursor: bool) -> None:
         """Background prefill of `req`'s prompt into `uri`'s KV slot: it runs only while no request waits, and
