@@ -329,6 +329,9 @@ class WaferlineServer(RemoteLink, LanguageServer):
             self.wanted_context.pop(uri, None)
             return
         self.context_changes += 1
+        first = self.wanted_context.get(uri) if not self.held_context.get(uri) else None
+        if first is not None:  # a first context on its way in keeps its snippets: a newer pick each key (the word
+            req = msgspec.structs.replace(req, context=first)  # typed flips one) restarted it, and it never got in
         self.wanted_context[uri] = req.context
 
         def submit():
@@ -399,8 +402,11 @@ class WaferlineServer(RemoteLink, LanguageServer):
             self.prefill(uri, req, at_cursor=True)  # the short window answered; now the full one, while idle
         elif self.middle_ripe(uri, req):  # the middle is nearly full: restart it while idle, not at a keystroke
             self.middle_restarts += 1
-            # with the context still to come, if any (one aside job per document), unless that waits for a pause
-            wanted = None if uri in self._context_timers else self.wanted_context.get(uri)
+            # with the context still to come, if any (one aside job per document: two layouts taking turns in the
+            # spare slot, neither ever finished), unless it is a change still waiting for its pause
+            wanted = self.wanted_context.get(uri)
+            if wanted is not None and uri in self._context_timers and self.held_context.get(uri):
+                wanted = None
             self.prefill_aside(uri, req if wanted is None else msgspec.structs.replace(req, context=wanted))
         self.publish_metrics(uri, res, wafer)
         return res
