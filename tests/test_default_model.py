@@ -70,10 +70,10 @@ def _typing_lines(svc, aside: bool) -> tuple[list[int], bool]:
 def test_a_nearly_full_middle_is_restarted_aside_so_no_line_pays_for_the_suffix(default_bundle):
     """Typed lines pile up after <|fim_middle|> until the middle restarts, and the request that restarts it evaluates
     the whole suffix again (256 tokens here). Restarted aside once ripe, no request after the first evaluates more
-    than the line typed and the few tokens it changes."""
+    than the line typed since (the middle's earlier lines are prefilled aside too)."""
     from runtime.complete import CompletionService
 
     plain, _ = _typing_lines(CompletionService.load(str(default_bundle), threads=2, kv_slots=3), aside=False)
     assert max(plain) > 200  # the restart a keystroke pays today
     restarted, swapped = _typing_lines(CompletionService.load(str(default_bundle), threads=2, kv_slots=3), aside=True)
-    assert swapped and max(restarted) < 100, restarted
+    assert swapped and max(restarted) < 40, restarted  # the line typed since the swap, ~30 tokens at most here

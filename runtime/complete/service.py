@@ -230,8 +230,14 @@ class CompletionService(CompletionFlow):
             return False
         plan = self.prompts.plan(req, self.max_context, remember=False, restart_middle=self.prompts.middle_ripe(req))
         self._use_slot(req.doc_key + NEXT_SLOT)
-        done = self._prefill_stable(plan, True, cancel, chunk) >= len(self._stable_ids(plan, True))
-        if done and not (cancel is not None and cancel.is_set()) and rename(req.doc_key + NEXT_SLOT, req.doc_key):
+        done = (self._prefill_stable(plan, True, cancel, chunk) >= len(self._stable_ids(plan, True))
+                and not (cancel is not None and cancel.is_set()))
+        if done and plan.fim and len(plan.ids) > 1:
+            # the middle's lines typed so far too (all but the last token, which the next key changes): the first
+            # request after the swap then evaluates what was typed since, not the whole middle (up to 53 tokens);
+            # stopped midway, the swap still happens
+            self.decoder.prefill(plan.ids[:-1], chunk=chunk, cancel=cancel)
+        if done and rename(req.doc_key + NEXT_SLOT, req.doc_key):
             self.prompts.adopt(req.doc_key, plan)
             return True
         self._use_slot(req.doc_key)
