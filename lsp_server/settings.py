@@ -46,7 +46,7 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     prefill_on_open: bool = True  # prefill a file's prompt in the background when it is opened or focused
     # put snippets of the other open files before the current one (runtime.crossfile). On: it lifts exact match on
     # cross-file lines (bench/crossfile.py --rule api, 2026-12-07: Qwen2.5-Coder 30.8% -> 40.8%, SmolLM2 11.7% ->
-    # 15.0%, 17.5% at 1024 tokens) for typing p95 +8..+12% with 10 tabs (five paired runs, mean +9.7%; README)
+    # 15.0%, 17.5% at 1024 tokens) for typing p95 +8..+12% with 10 tabs (six paired runs, mean +9.4%; README)
     context: bool = True
     # their budget in prompt tokens, on top of maxPromptTokens while maxContext has room (else at most half of the
     # prompt); 512: the default model gains 1.32x there; SmolLM2 gains 1.50x at 1024 (1.28x at 512), untried on Qwen,
