@@ -275,8 +275,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
     def build_request(self, uri: str, text: str, position: types.Position, *, aside: bool = True,
                       **overrides) -> tuple[CompletionRequest, int]:
         """The request for a cursor; with `aside` a changed context is prefilled aside for it (prefill_context):
-        not for a file just opened, where no one types yet -- ten tabs restored at start each prefilled their own
-        context aside, and their KV slots evicted the typed file's."""
+        not for a file just opened or focused without a cursor, where no one types yet and its own window is what
+        the first request needs."""
         enc = self.position_encoding()
         prefix, suffix, index = cursor_split(text, position.line, position.character, enc)
         repo, rel = workspace_relative(uri, self.workspace_roots())  # fit_request cuts them for the header
@@ -304,8 +304,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
         """The snippets a request in `uri` gets: the ones its KV slot holds. Any change -- a definition the line now
         needs, chunks re-ranked as the cursor moves -- waits for prefill_context to swap it in, so no keystroke pays
         for evaluating the file again after a changed snippet (a completion never waits for context). A document just
-        opened starts with the file alone when coldPromptTokens is on (its first
-        suggestion is where latency is worst), else with the snippets of the moment."""
+        opened starts with the file alone when coldPromptTokens is on (its first suggestion is where latency is
+        worst), else with the snippets of the moment."""
         held = self.held_context.get(uri)
         local = self.state == "ready" and self.service is not None and not isinstance(self.service, RemoteCompletionService)
         if not local:
@@ -418,7 +418,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
 
     def prefill(self, uri: str, req: CompletionRequest, at_cursor: bool) -> None:
         """Background prefill of `req`'s prompt into `uri`'s KV slot: it runs only while no request waits, and
-        the next request stops it within one 64-token chunk. A remote server keeps its own prompt cache."""
+        the next request stops it inside the chunk in flight. A remote server keeps its own prompt cache."""
         if self.state != "ready" or self.service is None or isinstance(self.service, RemoteCompletionService):
             return
 

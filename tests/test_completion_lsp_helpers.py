@@ -7,15 +7,21 @@ from lsp_server.context import find_empty_def, workspace_relative
 from lsp_server.scheduler import InferenceScheduler
 
 
-def test_newer_job_cancels_running_and_replaces_waiting():
-    s = InferenceScheduler()
+def _blocking_job():
+    """(fn, started, release): fn runs until released, then says whether its flag was set meanwhile."""
     started, release = threading.Event(), threading.Event()
 
-    def slow(cancel):
+    def fn(cancel):
         started.set()
         release.wait(5)
         return "cancelled" if cancel.is_set() else "done"
 
+    return fn, started, release
+
+
+def test_newer_job_cancels_running_and_replaces_waiting():
+    s = InferenceScheduler()
+    slow, started, release = _blocking_job()
     a = s.submit("doc", slow)
     assert started.wait(5)
     b = s.submit("doc", lambda c: "b")  # waits; sets a's cancel flag
@@ -49,13 +55,7 @@ def test_a_request_interrupts_the_background_call_in_flight():
 
 def test_idle_work_for_the_same_document_waits_and_for_another_document_goes_first():
     s = InferenceScheduler()
-    started, release = threading.Event(), threading.Event()
-
-    def own_window(cancel):
-        started.set()
-        release.wait(5)
-        return "cancelled" if cancel.is_set() else "done"
-
+    own_window, started, release = _blocking_job()
     warm = s.submit("doc", own_window, background=True)
     assert started.wait(5)
     aside = s.submit("context:doc", lambda c: "aside", background=True, doc="doc")
@@ -70,29 +70,24 @@ def test_idle_work_for_the_same_document_waits_and_for_another_document_goes_fir
 
 def test_a_prefill_aside_waits_for_all_other_idle_work_and_yields_to_it():
     s = InferenceScheduler()
-    gate, in_aside, release = threading.Event(), threading.Event(), threading.Event()
+    gate = threading.Event()
     order = []
     s.submit("busy", lambda c: gate.wait(5))
     s.submit("context:doc", lambda c: order.append("aside"), background=True, doc="doc", last=True)
     s.submit("doc", lambda c: order.append("own window"), background=True)
     gate.set()
-    s.submit("sync", lambda c: None).future.result(5)
     deadline = time.monotonic() + 5
     while len(order) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert order == ["own window", "aside"]  # the aside, submitted first, still runs last
 
-    def aside(cancel):
-        in_aside.set()
-        release.wait(5)
-        return "stopped" if cancel.is_set() else "done"
-
+    aside, in_aside, release = _blocking_job()
     running = s.submit("context:doc", aside, background=True, doc="doc", last=True)
     assert in_aside.wait(5)
     s.submit("doc", lambda c: "own window", background=True)  # same document, but not `last`: it goes first
     assert running.cancel.is_set()
     release.set()
-    assert running.future.result(5) == "stopped"
+    assert running.future.result(5) == "cancelled"
     s.close()
 
 
