@@ -596,6 +596,8 @@ def main() -> int:
     ap.add_argument("--cache-reuse", type=int, default=256,
                     help="as llama.cpp server's --cache-reuse, which llama.vscode asks for (0: off; inprocess only)")
     ap.add_argument("--server-log", help="the servers' stderr (default: discarded)")
+    ap.add_argument("--server-log-level", choices=["debug", "info", "warning"],
+                    help="our server's logLevel (default: warning; debug logs each scheduler job's ms)")
     ap.add_argument("--json", help="write every request of every run here")
     ap.add_argument("--tabs", type=int, default=0, help="other files open beside the typed one (ours only)")
     ap.add_argument("--context", choices=["on", "off"], help="the server's cross-file context (default: its default)")
@@ -615,6 +617,8 @@ def main() -> int:
     options = context_options(args.context, args.context_tokens)
     if args.kv_slots is not None:
         options["kvSlots"] = args.kv_slots
+    if args.server_log_level:
+        options["logLevel"] = args.server_log_level
     start, end = typing_span(text, args.start_line, args.chars)
     keys = keystrokes(text[start:end], start)
     pauses = {p: sum(k.pause == p for k in keys) for p in ("word", "line")}

@@ -77,3 +77,25 @@ def test_a_nearly_full_middle_is_restarted_aside_so_no_line_pays_for_the_suffix(
     assert max(plain) > 200  # the restart a keystroke pays today
     restarted, swapped = _typing_lines(CompletionService.load(str(default_bundle), threads=2, kv_slots=3), aside=True)
     assert swapped and max(restarted) < 40, restarted  # the line typed since the swap, ~30 tokens at most here
+
+
+def test_the_cold_short_window_moves_in_jumps_while_the_full_window_is_not_in(default_bundle):
+    """Where the full window never gets warmed (a slow machine: the typist leaves no 6 s of idle time), requests are
+    answered from the short cold-start window. It keeps its own window and middle starts, so a new line evaluates
+    the line typed, not the whole short window again (~300 tokens: it slid at every line)."""
+    import inspect
+    import textwrap
+
+    from runtime.complete import CompletionRequest, CompletionService
+
+    svc = CompletionService.load(str(default_bundle), threads=2, kv_slots=3)
+    lines = inspect.getsource(textwrap).splitlines(keepends=True)
+    suffix = "".join(lines[206:])
+    evaluated = []
+    for k in range(200, 206):
+        res = svc.complete(CompletionRequest(prefix="".join(lines[:k]), suffix=suffix, doc_key="doc", path="textwrap.py",
+                                             mode="line", max_new_tokens=1, max_prompt_tokens=1024, speculate=False,
+                                             cold_prompt_tokens=384))
+        assert res.cold
+        evaluated.append(res.prompt_tokens - res.reused_tokens)
+    assert evaluated[0] > 250 and max(evaluated[1:]) < 60, evaluated

@@ -125,9 +125,10 @@ class CompletionService(CompletionFlow):
             self.acceptance.add(gen.drafted, gen.accepted, gen.misses)
         if plan.backoff and not gen.forced_ids:  # cancelled while healing, or no tokens spell the backed-off text
             reason = "cancelled" if gen.stop_reason == "cancelled" else "stop"
-            return self._nothing("", reason, t0, len(plan.ids), reused, context=plan.context)
+            return self._nothing("", reason, t0, len(plan.ids), reused, context=plan.context, cold=cold)
         if req.mode == "line" and "\n" in gen.forced_text:  # the healed token ends the line: nothing left to write
-            return self._nothing(gen.forced_text, "stop", t0, len(plan.ids), reused, len(gen.forced_ids), plan.context)
+            return self._nothing(gen.forced_text, "stop", t0, len(plan.ids), reused, len(gen.forced_ids), plan.context,
+                                 cold)
         new_ids = gen.forced_ids + gen.token_ids
         full = self.decode(new_ids)
         raw = full[len(plan.backoff) :] if full.startswith(plan.backoff) else ""
@@ -155,7 +156,7 @@ class CompletionService(CompletionFlow):
 
     @staticmethod
     def _nothing(raw: str, reason: str, t0: float, prompt_tokens: int, reused: int,
-                 new_tokens: int = 0, context: list | None = None) -> CompletionResult:
+                 new_tokens: int = 0, context: list | None = None, cold: bool = False) -> CompletionResult:
         """An empty suggestion after the prompt was evaluated (no decode timings)."""
         return CompletionResult(
             text="",
@@ -165,6 +166,7 @@ class CompletionService(CompletionFlow):
             reused_tokens=min(reused, prompt_tokens),
             new_tokens=new_tokens,
             cpu_ms=(time.perf_counter() - t0) * 1e3,
+            cold=cold,
             context=context or [],
         )
 
@@ -183,16 +185,20 @@ class CompletionService(CompletionFlow):
         short-window plan (3/4 of that budget before the cursor, 1/4 after, no cross-file context: it would cost
         the cold start its latency) with the document's cold slot current.
         The short window has a slot of its own, so prefilling the full window in the background never evicts it,
-        and it is not remembered as the window start."""
+        and window and middle starts of its own (remembered under the cold slot's key), so it too moves in jumps:
+        where the full window is not in yet (a slow machine: 209 prompt tok/s measured on a 2-core EPYC, so a
+        1,300-token window takes 6 s of idle time a typist does not leave), a request slid the short window at
+        every new line and evaluated all of it again (300 tokens, 1.4 s there)."""
         self._use_slot(req.doc_key)
         cached = common_prefix_len(getattr(self.decoder, "tokens", []), full.ids)
         if req.cold_prompt_tokens <= 0 or len(full.ids) - cached <= req.cold_prompt_tokens:
             return None
-        short = msgspec.structs.replace(req, max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
+        short = msgspec.structs.replace(req, doc_key=req.doc_key + COLD_SLOT,
+                                        max_prompt_tokens=max(16, req.cold_prompt_tokens * 3 // 4),
                                         max_suffix_tokens=min(req.max_suffix_tokens, req.cold_prompt_tokens // 4),
                                         context=[])  # other files' snippets wait for the full prompt
-        self._use_slot(req.doc_key + COLD_SLOT)
-        return self.plan_prompt(short, remember=False)
+        self._use_slot(short.doc_key)
+        return self.plan_prompt(short)
 
     def plan_prompt(self, req: CompletionRequest, remember: bool = True) -> PromptPlan:
         """Token ids for `req` (see PromptPlanner.plan); `remember` keeps the document's window start."""
@@ -263,6 +269,7 @@ class CompletionService(CompletionFlow):
     def forget(self, doc_key: str) -> None:
         """A closed document: drop its KV slots and window state."""
         self.prompts.forget(doc_key)
+        self.prompts.forget(doc_key + COLD_SLOT)
         drop = getattr(self.decoder, "drop_slot", None)
         if drop is not None:
             drop(doc_key)
