@@ -373,6 +373,9 @@ class WaferlineServer(RemoteLink, LanguageServer):
             if isinstance(svc, RemoteCompletionService):
                 return self.complete_remote(svc, req, cancel), None
             res = svc.complete(fit_request(svc, req), cancel)
+            if res.stop_reason == "cancelled":
+                log.debug("cancelled %s: %d of %d prompt tokens new, %.0f ms prompt, %.0f ms decode", uri,
+                          res.prompt_tokens - res.reused_tokens, res.prompt_tokens, res.prompt_ms, res.decode_ms)
             wafer = None
             if not res.cached and res.skipped is None and res.new_tokens:
                 from lsp_server import wafer_bridge

@@ -120,8 +120,10 @@ class InferenceScheduler:
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
                     log.exception("inference job %s failed", job.key)
                     error = exc
-                log.debug("job %s: %.0f ms%s", job.key, (time.perf_counter() - t0) * 1e3,
-                          ", stopped" if job.cancel.is_set() else "")
+                t1 = time.perf_counter()
+                asked = getattr(job.cancel, "set_at", None)
+                log.debug("job %s: %.0f ms%s", job.key, (t1 - t0) * 1e3, "" if not job.cancel.is_set() else
+                          f", stopped {(t1 - max(asked, t0)) * 1e3:.0f} ms after asked" if asked else ", stopped")
             with self._cv:
                 self._running = None  # before the answer goes out: a status request after it sees no backlog
             if not job.future.done():

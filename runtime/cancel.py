@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 
@@ -20,8 +21,11 @@ class Interrupt(threading.Event):
         super().__init__()
         self._hooks: list[Callable[[], None]] = []
         self._hooks_lock = threading.Lock()
+        self.set_at: float | None = None  # time.perf_counter() of the first set(): how long the work took to stop
 
     def set(self) -> None:
+        if self.set_at is None:
+            self.set_at = time.perf_counter()
         super().set()
         with self._hooks_lock:
             hooks = list(self._hooks)

@@ -99,3 +99,30 @@ def test_the_cold_short_window_moves_in_jumps_while_the_full_window_is_not_in(de
         assert res.cold
         evaluated.append(res.prompt_tokens - res.reused_tokens)
     assert evaluated[0] > 250 and max(evaluated[1:]) < 60, evaluated
+
+
+def test_idle_warm_up_keeps_the_middle_typed_after_the_stable_part(default_bundle):
+    """After each answer the server warms the document's stable part (through <|fim_middle|>) in idle time. The slot
+    holds it already, with the middle typed after it: warming must leave that alone, or the next keystroke evaluates
+    the whole middle again."""
+    import inspect
+    import textwrap
+
+    from runtime.complete import CompletionRequest, CompletionService
+
+    svc = CompletionService.load(str(default_bundle), threads=2, kv_slots=3)
+    lines = inspect.getsource(textwrap).splitlines(keepends=True)
+    suffix = "\n" + "".join(lines[121:])
+    line = lines[120].rstrip("\n")
+
+    def req(chars: int) -> CompletionRequest:
+        return CompletionRequest(prefix="".join(lines[:120]) + line[:chars], suffix=suffix, doc_key="doc",
+                                 path="textwrap.py", mode="line", max_new_tokens=1, max_prompt_tokens=1024,
+                                 speculate=False)
+
+    first = svc.complete(req(len(line) - 6))
+    assert first.prompt_tokens - first.reused_tokens > 300  # the whole prompt, the middle included
+    svc.warm(req(len(line) - 3))
+    svc.cache.clear()
+    after = svc.complete(req(len(line) - 3))
+    assert after.prompt_tokens - after.reused_tokens <= 4, (after.prompt_tokens, after.reused_tokens)
