@@ -276,6 +276,8 @@ class GenerateOptions(msgspec.Struct, kw_only=True):
     # the first text after forced_prefix may not be a line break: line mode at `f(`, where the model's favourite
     # (arguments on the next line) would show nothing, takes its best continuation on this line
     same_line: bool = False
+    # stop as soon as the output ends in a repeated pattern (ends_in_repetition): stop_reason "repetition"
+    stop_repetition: bool = False
 
 
 class GenerateResult(msgspec.Struct, kw_only=True):
@@ -287,7 +289,7 @@ class GenerateResult(msgspec.Struct, kw_only=True):
     decode_s: float
     prompt_tokens_per_s: float
     decode_tokens_per_s: float
-    stop_reason: str  # "eos" | "stop" | "max_tokens" | "cancelled" | "unforced" (no tokens spell forced_prefix)
+    stop_reason: str  # "eos" | "stop" | "max_tokens" | "cancelled" | "repetition" | "unforced" (no tokens spell forced_prefix)
     drafted: int = 0
     accepted: int = 0
     misses: int = 0  # verify steps that rejected a drafted token (runtime/acceptance.py)
@@ -421,6 +423,25 @@ def speculative_step(decoder: Decoder, token: int, draft: list[int]) -> tuple[in
     return n_ok, rows[n_ok]
 
 
+# (longest pattern, tail it must fill), GitHub Copilot's repetition rules (vscode-copilot-chat,
+# completions-core/.../suggestions/anomalyDetection.ts): ten of one token, or the last 30/45/60 tokens one pattern
+# of at most 10/20/30 tokens
+REPETITION_RULES = ((1, 10), (10, 30), (20, 45), (30, 60))
+
+
+def ends_in_repetition(ids: Sequence[int]) -> bool:
+    """True when `ids` ends in one short pattern repeated (REPETITION_RULES): the model is looping, not writing.
+    The smallest period of the last n tokens is n - pi[n - 1], pi the KMP prefix function of the tail reversed."""
+    tail = list(ids[-REPETITION_RULES[-1][1]:])[::-1]
+    pi = [0] * len(tail)
+    for i in range(1, len(tail)):
+        k = pi[i - 1]
+        while k and tail[i] != tail[k]:
+            k = pi[k - 1]
+        pi[i] = k + (tail[i] == tail[k])
+    return any(len(tail) >= n and n - pi[n - 1] <= period for period, n in REPETITION_RULES)
+
+
 def _cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
     hits = [text.find(s) for s in stop_strings if s in text]
     return text[: min(hits)] if hits else text
@@ -483,6 +504,9 @@ def generate(
         if any(s in text for s in opts.stop_strings):
             reason = "stop"
             break
+        if opts.stop_repetition and ends_in_repetition(out):
+            reason = "repetition"
+            break
         if len(out) >= budget:
             break
         room = min(opts.draft_tokens, budget - len(out) - 1, decoder.max_context - len(decoder.tokens) - 2)
@@ -505,6 +529,8 @@ def generate(
         text = stream.update(out)
         if reason is None and any(s in text for s in opts.stop_strings):
             reason = "stop"
+        elif reason is None and opts.stop_repetition and ends_in_repetition(out):
+            reason = "repetition"
     reason = reason or "max_tokens"
     t2 = time.perf_counter()
     stream.update(out)

@@ -300,3 +300,30 @@ def test_same_line_takes_the_best_continuation_on_this_line(smollm2_bundle):
     healed = generate(dec, prompt[:-1], GenerateOptions(max_new_tokens=4, speculate=False, same_line=True,
                                                          forced_prefix=texts.text[prompt[-1]]))
     assert not healed.forced_text.lstrip(" \t").startswith("\n") and healed.token_ids[0] not in breaks
+
+
+def test_ends_in_repetition_follows_copilots_rules():
+    from runtime.engine import ends_in_repetition
+
+    assert ends_in_repetition([5] * 10) and not ends_in_repetition([5] * 9)
+    assert ends_in_repetition([1, 2, 3] + [7, 8, 9] * 10)  # 30 tokens of a 3-token pattern
+    assert not ends_in_repetition([7, 8, 9] * 9 + [7, 8])  # 29 only
+    assert ends_in_repetition(list(range(100, 120)) * 3)  # 60 tokens of a 20-token pattern (the 45-token rule)
+    assert not ends_in_repetition(list(range(60)))
+    assert not ends_in_repetition([1, 2, 1, 2, 1, 2, 3] * 4)  # repeats, but not at the end
+    assert not ends_in_repetition([])
+
+
+def test_a_looping_model_is_stopped_where_the_loop_is_plain(tiny_bundle):
+    """The random tiny model loops on this prompt (greedy); stop_repetition ends it at the first token where the
+    output ends in a repeated pattern, and what it kept is what the model wrote."""
+    from runtime.engine import ends_in_repetition
+
+    bundle = load_bundle(tiny_bundle)
+    decoder = Decoder(bundle)
+    ids = bundle.tokenizer.encode("import os\n").ids
+    free = generate(decoder, ids, GenerateOptions(max_new_tokens=64, speculate=False)).token_ids
+    first = next(n for n in range(1, len(free) + 1) if ends_in_repetition(free[:n]))
+    decoder.reset()
+    cut = generate(decoder, ids, GenerateOptions(max_new_tokens=64, speculate=False, stop_repetition=True))
+    assert cut.stop_reason == "repetition" and cut.token_ids == free[:first] and first < 64

@@ -35,7 +35,7 @@ class CompletionResult(msgspec.Struct, kw_only=True):
 
     text: str
     raw_text: str = ""  # model continuation (backed-off text removed) before post-processing
-    stop_reason: str = "eos"  # eos|stop|max_tokens|cancelled|cached|skipped
+    stop_reason: str = "eos"  # eos|stop|max_tokens|repetition|cancelled|cached|skipped
     skipped: str | None = None  # why the model was not called (mid-word, empty, ...)
     cached: bool = False
     prompt_tokens: int = 0

@@ -119,6 +119,9 @@ class CompletionService(CompletionFlow):
             stop_in_forced=req.mode == "line",
             # line mode inside a bracket this line opened (`f(`, `[x,`): the rest of this line, never nothing
             same_line=req.mode == "line" and bool(scan_brackets(ctx.line_prefix)),
+            # a loop (`"a", "a", ...`, a line of one token) is cut off as it starts, not run to max_new_tokens
+            # (64 tokens: 1.3-2.8 s of a pause), and shown as nothing, as Copilot drops a repetitive suggestion
+            stop_repetition=True,
         )
         gen = generate(self.decoder, plan.ids, opts, cancel=stop, on_text=on_text, lookup_ids=plan.lookup_ids)
         if self.acceptance is not None:
@@ -135,8 +138,8 @@ class CompletionService(CompletionFlow):
         reason = gen.stop_reason
         if reason == "cancelled" and stop.stopped and not (cancel is not None and cancel.is_set()):
             reason = "stop"  # our block-end rule, not the caller
-        # held on the line and never reached its end: a runaway (`"a", "a", "a", ...`), not a suggestion
-        runaway = opts.same_line and reason == "max_tokens"
+        # held on the line and never reached its end, or looping: a runaway (`"a", "a", "a", ...`), not a suggestion
+        runaway = (opts.same_line and reason == "max_tokens") or reason == "repetition"
         return CompletionResult(
             text="" if reason == "cancelled" or runaway else postprocess(raw, ctx),
             raw_text=raw,
