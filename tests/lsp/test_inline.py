@@ -10,8 +10,13 @@ from .conftest import SAMPLE, caps, inline, open_doc, start, until
 URI = "file:///tmp/waferline-e2e/sample.py"
 
 
+def tiny(bundle) -> dict:
+    """The random tiny model loops within ~30 tokens, and a looping answer is dropped (stop_repetition): 8 tokens show."""
+    return {"model": str(bundle), "maxNewTokens": 8}
+
+
 async def test_inline_item_at_cursor_and_metrics(client: LanguageClient, tiny_bundle):
-    await start(client, {"model": str(tiny_bundle)})
+    await start(client, tiny(tiny_bundle))
     open_doc(client, URI, SAMPLE)
     res = await inline(client, URI, 6, 11)
     assert len(res.items) == 1
@@ -35,7 +40,7 @@ async def test_mid_word_and_unknown_document_answer_empty(client: LanguageClient
 
 
 async def test_utf16_positions_emoji_cjk(client: LanguageClient, tiny_bundle):
-    await start(client, {"model": str(tiny_bundle)})
+    await start(client, tiny(tiny_bundle))
     line = 's = "😀中é" + '
     text = "import os\n" + line + "\n"
     open_doc(client, URI, text)
@@ -54,7 +59,7 @@ async def test_utf16_positions_emoji_cjk(client: LanguageClient, tiny_bundle):
 
 
 async def test_crlf_document(client: LanguageClient, tiny_bundle):
-    await start(client, {"model": str(tiny_bundle)})
+    await start(client, tiny(tiny_bundle))
     text = SAMPLE.replace("\n", "\r\n")
     open_doc(client, URI, text)
     res = await inline(client, URI, 6, 11)
@@ -65,7 +70,7 @@ async def test_crlf_document(client: LanguageClient, tiny_bundle):
 
 async def test_out_of_range_positions_clamp(client: LanguageClient, tiny_bundle):
     """Past the end of a line clamps to its end; past the last line, to the end of the document."""
-    await start(client, {"model": str(tiny_bundle)})
+    await start(client, tiny(tiny_bundle))
     open_doc(client, URI, SAMPLE.rstrip("\n"))  # ends in "    return ": where the model has something to say
     for line, char, want in [(6, 500, (6, 11)), (500, 3, (6, 11)), (6, 11, (6, 11))]:
         res = await inline(client, URI, line, char)
@@ -75,7 +80,7 @@ async def test_out_of_range_positions_clamp(client: LanguageClient, tiny_bundle)
 
 
 async def test_completion_fallback_without_inline_support(client: LanguageClient, tiny_bundle):
-    await start(client, {"model": str(tiny_bundle)}, capabilities=caps(inline=False))
+    await start(client, tiny(tiny_bundle), capabilities=caps(inline=False))
     open_doc(client, URI, SAMPLE)
     res = await client.text_document_completion_async(
         types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=URI), position=types.Position(line=6, character=11))
