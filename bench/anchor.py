@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import cpu_line  # noqa: E402
+from bench.machine import cpu_flags, cpu_line  # noqa: E402
 from runtime.tiny import write_tiny_gguf  # noqa: E402
 
 SMOKE = """
@@ -44,11 +44,7 @@ def smoke(gguf: Path) -> str | None:
 
 def portable_cmake_args() -> str:
     """CPU features named explicitly instead of GGML_NATIVE: never AMX, AVX-512 only where /proc/cpuinfo has it."""
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
+    flags = cpu_flags()
     args = ["-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON"]
     if {"avx512f", "avx512bw"} <= flags:
         args += ["-DGGML_AVX512=ON", "-DGGML_AVX512_BW=ON"]

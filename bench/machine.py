@@ -16,8 +16,9 @@ import numpy as np
 ISA = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 
 
-def cpu_line() -> str:
-    model, flags = platform.processor() or platform.machine(), set()
+def _cpuinfo() -> tuple[str | None, set[str]]:
+    """(model name, feature flags) of the first CPU in /proc/cpuinfo; (None, empty) where there is none."""
+    model, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
@@ -28,8 +29,18 @@ def cpu_line() -> str:
                 break
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (`avx2`, `avx512_vnni`, ...); empty off Linux."""
+    return _cpuinfo()[1]
+
+
+def cpu_line() -> str:
+    model, flags = _cpuinfo()
     isa = " ".join(f for f in ISA if f in flags) or "unknown ISA"
-    return f"machine: {model}, {os.cpu_count()} cores, {isa}"
+    return f"machine: {model or platform.processor() or platform.machine()}, {os.cpu_count()} cores, {isa}"
 
 
 def read_bandwidth_gbs(threads: int = 2, mb_per_thread: int = 512, repeats: int = 5) -> float:

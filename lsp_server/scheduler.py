@@ -120,10 +120,9 @@ class InferenceScheduler:
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
                     log.exception("inference job %s failed", job.key)
                     error = exc
-                t1 = time.perf_counter()
-                asked = getattr(job.cancel, "set_at", None)
-                log.debug("job %s: %.0f ms%s", job.key, (t1 - t0) * 1e3, "" if not job.cancel.is_set() else
-                          f", stopped {(t1 - max(asked, t0)) * 1e3:.0f} ms after asked" if asked else ", stopped")
+                t1, asked = time.perf_counter(), job.cancel.set_at
+                stopped = "" if asked is None else f", stopped {(t1 - max(asked, t0)) * 1e3:.0f} ms after asked"
+                log.debug("job %s: %.0f ms%s", job.key, (t1 - t0) * 1e3, stopped)
             with self._cv:
                 self._running = None  # before the answer goes out: a status request after it sees no backlog
             if not job.future.done():

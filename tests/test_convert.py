@@ -8,6 +8,7 @@ from runtime.engine import Decoder
 from runtime.tiny import write_tiny_gguf
 from runtime.convert import convert
 
+from bench.machine import cpu_flags
 from reference import ReferenceModel
 
 QTYPES = ["F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
@@ -15,19 +16,13 @@ FLOAT = {"F32", "F16"}
 PROMPT = "def fibonacci(n):\n    if n < 2:\n        return n\n"
 
 
-def _x86_without_vnni() -> bool:
-    """An x86 CPU without VNNI: ONNX Runtime's u8 x s8 kernels there add pairs of products in int16 (VPMADDUBSW), which
-    saturates (its quantization docs: use reduce_range there), so int8 results are coarser than the reference math.
-    Measured on a 2-core AMD EPYC (AVX2 only), 2026-12-07: these random tiny models' errors below grow 1.2x (4-bit) and
-    4.5x (int8 Q6_K); the real default model's top-1 agreement with llama.cpp is 94.8% there, 96.3% on a VNNI Xeon."""
-    try:
-        flags = next(ln for ln in open("/proc/cpuinfo", encoding="utf-8") if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
-    return "avx2" in flags and not {"avx512_vnni", "avx_vnni"} & set(flags)
-
-
-SATURATES = _x86_without_vnni()
+# An x86 CPU without VNNI: ONNX Runtime's u8 x s8 kernels there probably add pairs of products in int16 (VPMADDUBSW),
+# which saturates (its quantization docs advise reduce_range there), so int8 results are coarser than the reference.
+# Measured on a 2-core AMD EPYC (AVX2 only), 2026-12-07: 4-bit Q6_K llama rel 0.073 (bound 0.06 elsewhere); int8 Q6_K
+# rel 0.45 and top-1 0.19 (bounds 0.1, 0.75); the real default model's top-1 agreement with llama.cpp 94.8% there,
+# 96.3% on a VNNI Xeon.
+_FLAGS = cpu_flags()
+SATURATES = "avx2" in _FLAGS and not {"avx512_vnni", "avx_vnni"} & _FLAGS
 
 
 def greedy(next_logits, ids, n):
