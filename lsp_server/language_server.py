@@ -287,10 +287,11 @@ class WaferlineServer(RemoteLink, LanguageServer):
             cold_prompt_tokens=s.cold_prompt_tokens,
         )
         fresh = None
-        if s.context and s.context_tokens > 0:  # never waits for indexing: the last finished index is used
+        budget = s.snippet_budget()
+        if s.context and budget > 0:  # never waits for indexing: the last finished index is used
             svc = self.service
             fresh = self.collector.snippets(  # on top of maxPromptTokens (runtime.complete.prompt)
-                uri, prefix, s.context_tokens, svc.count_tokens if svc is not None else None, path=rel)
+                uri, prefix, budget, svc.count_tokens if svc is not None else None, path=rel)
             fields["context"] = self.context_for(uri, fresh)
             if self.collector.pending(skip=uri):
                 self.schedule_indexing(0.0, skip=uri)
@@ -541,7 +542,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
             "completions": self.completions,
             "queued": self.scheduler.pending(),
             "cancelled": self.cancelled,
-            "context": {"documents": self.collector.documents(), "pending": self.collector.pending(),
+            "context": {"budget": self.settings.snippet_budget(), "documents": self.collector.documents(), "pending": self.collector.pending(),
                         "snippets": self.last_context, "changes": self.context_changes, "asides": self.context_asides,
                         "swaps": self.context_swaps, "middle_restarts": self.middle_restarts},
         }

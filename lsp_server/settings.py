@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from runtime.complete import CompletionRequest
-from runtime.models import DEFAULT_MODEL
+from runtime.models import DEFAULT_CONTEXT_TOKENS, DEFAULT_MODEL, context_tokens_for
 from runtime.wafer.hardware import HARDWARE_PRESETS
 
 SECTION = "waferline"
@@ -49,9 +49,9 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     # 15.0%, 17.5% at 1024 tokens) for typing p95 +8..+12% with 10 tabs (six paired runs, mean +9.4%; README)
     context: bool = True
     # their budget in prompt tokens, on top of maxPromptTokens while maxContext has room (else at most half of the
-    # prompt); 512: the default model gains 1.32x there; SmolLM2 gains 1.50x at 1024 (1.28x at 512), untried on Qwen,
-    # and every token of it is decoded over at each keystroke
-    context_tokens: Annotated[int, msgspec.Meta(ge=0, le=8192)] = 512
+    # prompt); None: the model's (runtime.models.context_tokens_for): 512 for the default model, which gains 1.32x
+    # there, 1024 for SmolLM2 (1.50x; 1.28x at 512); every token of it is decoded over at each keystroke
+    context_tokens: Annotated[int, msgspec.Meta(ge=0, le=8192)] | None = None
     # where suggestions come from: the local ONNX decoder, or a remote server (runtime.remote) at `endpoint`
     backend: Literal["local", "llamacpp", "openai", "openai-raw"] = "local"
     endpoint: str = ""  # http://127.0.0.1:8080 for llama.cpp's /infill; http://host:8000/v1 for OpenAI-compatible
@@ -60,6 +60,12 @@ class Settings(msgspec.Struct, rename="camel", kw_only=True):
     api_key_env: str = ""  # the NAME of the environment variable holding the API key: the key is never a setting
     remote_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600000)] = 10000  # the longest silence of the server
     verify_tls: bool = True
+
+    def snippet_budget(self) -> int:
+        """contextTokens as set, else what was measured best for the local model (a remote one: the default's)."""
+        if self.context_tokens is not None:
+            return self.context_tokens
+        return context_tokens_for(self.model) if self.backend == "local" else DEFAULT_CONTEXT_TOKENS
 
 
 FIELD_NAMES = {f.encode_name: f.name for f in msgspec.structs.fields(Settings)}

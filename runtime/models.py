@@ -46,11 +46,20 @@ class CatalogModel(msgspec.Struct, frozen=True):
     notes: str
     parts: list[WheelPart]
     layer_weights: Literal["exact", "int8"] = "exact"  # how pull converts it (builder.LAYER_WEIGHTS), chosen by measurement
+    # the other files' snippets it gets by default (the contextTokens setting), chosen by measurement (bench/crossfile.py)
+    context_tokens: int = 512
 
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+DEFAULT_CONTEXT_TOKENS = 512  # a bundle or remote model the catalog does not name: the default model's budget
 CATALOG: dict[str, CatalogModel] = msgspec.toml.decode(
     (Path(__file__).parent / "data" / "models.toml").read_bytes(), type=dict[str, CatalogModel])
+
+
+def context_tokens_for(model: str) -> int:
+    """The snippet budget measured best for a catalog model (a small model needs more of them to gain as much)."""
+    entry = CATALOG.get(model)
+    return entry.context_tokens if entry is not None else DEFAULT_CONTEXT_TOKENS
 
 
 def cache_dir() -> Path:

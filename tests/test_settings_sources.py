@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 import msgspec
 import pytest
@@ -27,12 +28,19 @@ JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
 def _meta(field: msgspec.structs.FieldInfo) -> tuple[type, msgspec.Meta | None]:
-    """(base type, its Meta) of an Annotated[...] field."""
+    """(base type, its Meta) of an Annotated[...] field, `| None` taken off (see _nullable)."""
     base, meta = field.type, None
+    if _nullable(field):
+        base = next(a for a in get_args(base) if a is not type(None))
     if hasattr(base, "__metadata__"):
         meta = next((m for m in base.__metadata__ if isinstance(m, msgspec.Meta)), None)
         base = get_args(base)[0]
     return base, meta
+
+
+def _nullable(field: msgspec.structs.FieldInfo) -> bool:
+    """`X | None`: None is "unset, the server chooses" (contextTokens: the model's budget)."""
+    return get_origin(field.type) in (Union, UnionType) and type(None) in get_args(field.type)
 
 
 def test_runtime_defaults_come_from_the_runtime():
@@ -62,6 +70,8 @@ def test_the_manifest_says_what_settings_says(name):
         assert set(prop["enum"]) == set(get_args(base)) and prop["type"] == "string"
     elif name == "hardware":  # a preset from VS Code; a .toml path only from other editors' configs
         assert prop["enum"] == sorted(HARDWARE_PRESETS) and prop["type"] == "string"
+    elif _nullable(field):
+        assert prop["type"] == [JSON_TYPES[base], "null"] and "enum" not in prop
     else:
         assert prop["type"] == JSON_TYPES[base] and "enum" not in prop
     if meta is not None:
@@ -82,6 +92,18 @@ def _shown(value: object) -> str:
     """A default as the README writes it: `true`, `0`, `smollm2-135m`, `""`."""
     if value == "":
         return '""'
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def test_the_snippet_budget_is_the_models_unless_set():
+    from runtime.models import CATALOG
+
+    assert Settings().snippet_budget() == CATALOG[DEFAULT_MODEL].context_tokens == 512
+    assert Settings(model="smollm2-135m").snippet_budget() == 1024  # 1.50x at 1024, 1.28x at 512 (README)
+    assert Settings(model="/some/bundle").snippet_budget() == 512
+    assert Settings(model="smollm2-135m", backend="llamacpp").snippet_budget() == 512  # not the local model's
+    assert Settings(model="smollm2-135m", context_tokens=0).snippet_budget() == 0

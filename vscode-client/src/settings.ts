@@ -43,7 +43,7 @@ export interface ServerSettings {
   kvSlots: number;
   prefillOnOpen: boolean;
   context: boolean;
-  contextTokens: number;
+  contextTokens: number | null; // null: the model's budget (the server decides)
   backend: Backend;
   endpoint: string;
   remoteModel: string;
@@ -79,6 +79,11 @@ const intFrom =
   (min: number): Reader<number> =>
   (v) =>
     typeof v === "number" && Number.isInteger(v) && v >= min ? v : undefined;
+/** null is a value of its own ("unset: the server chooses"); anything `read` refuses is still wrong. */
+const nullable =
+  <T>(read: Reader<T>): Reader<T | null> =>
+  (v) =>
+    v === null ? null : read(v);
 const oneOf =
   <T extends string>(...values: T[]): Reader<T> =>
   (v) =>
@@ -100,7 +105,7 @@ const SERVER_READERS: { [K in keyof ServerSettings]: Reader<ServerSettings[K]> }
   kvSlots: intFrom(1),
   prefillOnOpen: bool,
   context: bool,
-  contextTokens: intFrom(0),
+  contextTokens: nullable(intFrom(0)),
   backend: oneOf<Backend>("local", "llamacpp", "openai", "openai-raw"),
   endpoint: optionalText,
   remoteModel: optionalText,
@@ -116,7 +121,8 @@ type Properties = Record<string, { default?: unknown } | undefined>;
 function readServer(get: ConfigGetter, fallback?: ServerSettings): ServerSettings {
   const out: Record<string, unknown> = {};
   for (const [key, read] of Object.entries(SERVER_READERS) as [keyof ServerSettings, Reader<unknown>][]) {
-    const value = read(get(key)) ?? fallback?.[key];
+    const got = read(get(key));
+    const value = got !== undefined ? got : fallback?.[key];
     if (value === undefined) {
       throw new Error(`package.json declares no valid default for ${SECTION}.${key}`);
     }

@@ -114,6 +114,13 @@ describe("readSettings", () => {
     assert.deepEqual(s.launch, { pythonPath: "/venv/bin/python", command: ["waferline", "serve"] });
   });
 
+  it("sends an unset contextTokens as null (the model's budget) and a set one as it is", () => {
+    assert.equal(DEFAULT_SERVER_SETTINGS.contextTokens, null);
+    assert.equal(readSettings(fromObject({ contextTokens: null })).server.contextTokens, null);
+    assert.equal(readSettings(fromObject({ contextTokens: 1024 })).server.contextTokens, 1024);
+    assert.equal(readSettings(fromObject({ contextTokens: "1024" })).server.contextTokens, null);
+  });
+
   it("replaces wrong-typed or out-of-range values with defaults", () => {
     const s = readSettings(
       fromObject({
