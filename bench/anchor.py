@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import cpu_flags, cpu_line  # noqa: E402
+from bench.machine import cpu_line  # noqa: E402
+from runtime.cpu import cpu_flags  # noqa: E402
 from runtime.tiny import write_tiny_gguf  # noqa: E402
 
 SMOKE = """

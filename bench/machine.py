@@ -9,36 +9,16 @@ import os
 import platform
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
+
+from runtime.cpu import cpu_info
 
 ISA = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 
 
-def _cpuinfo() -> tuple[str | None, set[str]]:
-    """(model name, feature flags) of the first CPU in /proc/cpuinfo; (None, empty) where there is none."""
-    model, flags = None, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    return model, flags
-
-
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags (`avx2`, `avx512_vnni`, ...); empty off Linux."""
-    return _cpuinfo()[1]
-
-
 def cpu_line() -> str:
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     isa = " ".join(f for f in ISA if f in flags) or "unknown ISA"
     return f"machine: {model or platform.processor() or platform.machine()}, {os.cpu_count()} cores, {isa}"
 

@@ -34,6 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from . import quant
 from .arch import ArchSpec
+from .cpu import INT8_LEVELS, int8_weight_levels
 from .errors import GGUFError
 
 OPSET = 21
@@ -56,6 +57,7 @@ SAME_MATRIX_SHARE = 0.9
 #   int8   re-quantized to int8 per output channel, DynamicQuantizeMatMul (int8 activations per token): prefill ~3x
 #          faster (an int8 GEMM instead of a block kernel), decode ~10% faster, logits close but not equal (README)
 LAYER_WEIGHTS = ("exact", "int8")
+INT8_LEVELS_KEY = "int8_levels"  # graph metadata: the int8 layout's code range (int8_levels_of)
 
 
 @dataclass
@@ -120,10 +122,11 @@ class _Linear:
 
 class DecoderBuilder:
     def __init__(self, spec: ArchSpec, weights: Weights | None = None, head_shortlist: int = SHORTLIST,
-                 layer_weights: str = "exact"):
+                 layer_weights: str = "exact", int8_levels: int | None = None):
         if layer_weights not in LAYER_WEIGHTS:
             raise ValueError(f"layer_weights must be one of {LAYER_WEIGHTS}, not {layer_weights!r}")
         self.spec, self.w, self.head_shortlist, self.layer_weights = spec, weights, head_shortlist, layer_weights
+        self.int8_levels = int8_levels or int8_weight_levels()  # the int8 layout's code range, for this CPU
         self.g = _Graph(shape_only=weights is None)
         self._head_lin: _Linear | None = None
         self._head_halves: tuple[quant.BlockCodes, quant.BlockCodes] | None = None
@@ -223,7 +226,7 @@ class DecoderBuilder:
         first: one scale for all tokens there made top-1 agreement with the exact layout fall from 96% to 91%.
         """
         w = np.concatenate([lin.codes.dequantize() for lin in lins])  # [N, K]: the values ggml computes
-        codes, scale = quant.int8_rows(w)
+        codes, scale = quant.int8_rows(w, self.int8_levels)
         b = self.g.init(f"{wname}.int8", np.ascontiguousarray(codes.T))
         s = self.g.init(f"{wname}.int8.scales", scale)
         bn = "" if bias is None else self.g.init(f"{wname}.bias", bias)
@@ -534,17 +537,20 @@ class DecoderBuilder:
         model.ir_version = 10
         meta = model.metadata_props.add()
         meta.key, meta.value = "arch_spec", msgspec.json.encode(s).decode()
+        if self.layer_weights == "int8":
+            meta = model.metadata_props.add()
+            meta.key, meta.value = INT8_LEVELS_KEY, str(self.int8_levels)
         return model
 
 
 def build_graph(spec: ArchSpec, weights: Weights | None = None, head_shortlist: int = SHORTLIST,
-                layer_weights: str = "exact") -> onnx.ModelProto:
+                layer_weights: str = "exact", int8_levels: int | None = None) -> onnx.ModelProto:
     """The decoder graph for `spec`; shape-only (no initializer data) when `weights` is None.
 
     head_shortlist: candidates a 4-bit copy of the LM head picks for exact scoring (0: score the whole head exactly).
-    layer_weights: "exact" or "int8" (LAYER_WEIGHTS).
+    layer_weights: "exact" or "int8" (LAYER_WEIGHTS); int8_levels: the int8 codes' range (None: for this CPU).
     """
-    return DecoderBuilder(spec, weights, head_shortlist, layer_weights).build()
+    return DecoderBuilder(spec, weights, head_shortlist, layer_weights, int8_levels).build()
 
 
 def head_shortlist_of(model: onnx.ModelProto) -> int:
@@ -558,6 +564,14 @@ def head_shortlist_of(model: onnx.ModelProto) -> int:
 def layer_weights_of(model: onnx.ModelProto) -> str:
     """"int8" or "exact", read from the graph itself."""
     return "int8" if any(n.op_type == "DynamicQuantizeMatMul" for n in model.graph.node) else "exact"
+
+
+def int8_levels_of(model: onnx.ModelProto) -> int | None:
+    """The int8 layout's code range (127; 63 when converted on a CPU whose int8 GEMM saturates), None for the exact
+    layout; read from the graph's metadata (graphs from before it was written: 127)."""
+    if layer_weights_of(model) != "int8":
+        return None
+    return next((int(p.value) for p in model.metadata_props if p.key == INT8_LEVELS_KEY), INT8_LEVELS)
 
 
 def embedding_shares_head(model: onnx.ModelProto) -> bool:
@@ -575,10 +589,12 @@ def lossy_parts(model: onnx.ModelProto) -> list[str]:
     """What the bundle computes other than exactly as the GGUF's weights say (bundle.json `lossy`, `model info`), read
     from the graph itself, so bundles built before `lossy` was filled are described too."""
     parts = []
-    if layer_weights_of(model) == "int8":
-        parts.append("layer weights: re-quantized from the GGUF's blocks to int8 per output channel (each weight moves by "
-                     "at most max|row|/254), activations int8 per token; logits close to the exact layout, not equal "
-                     "(convert --layer-weights exact keeps every block as stored)")
+    levels = int8_levels_of(model)
+    if levels is not None:
+        codes = "" if levels == INT8_LEVELS else f", {levels.bit_length() + 1}-bit codes for an int8 GEMM without VNNI"
+        parts.append(f"layer weights: re-quantized from the GGUF's blocks to int8 per output channel (each weight moves "
+                     f"by at most max|row|/{2 * levels}{codes}), activations int8 per token; logits close to the exact "
+                     f"layout, not equal (convert --layer-weights exact keeps every block as stored)")
     if embedding_shares_head(model):
         parts.append("token embedding: looked up in the LM head's rows -- the GGUF stores this tied matrix twice, the "
                      "embedding at lower precision -- so inputs are closer to the unquantized weights than the GGUF's "

@@ -45,6 +45,7 @@ class BundleMeta(ArchSpec, kw_only=True):
     quant: dict[str, str] = {}
     lossy: list[str] = []
     layer_weights: str = "exact"  # builder.LAYER_WEIGHTS: how the layers' projections are held
+    int8_levels: int | None = None  # the int8 layout's code range (builder.int8_levels_of); None: exact layout
     max_context: int = 2048
     format: int = BUNDLE_FORMAT
     builder: int = 1  # BUILDER_REVISION of the converter that wrote it (bundles from before the field: 1)

@@ -15,7 +15,7 @@ import onnx
 from tqdm import tqdm
 
 from .arch import ArchSpec
-from .builder import SHORTLIST, Weights, build_graph, layer_weights_of, lossy_parts
+from .builder import SHORTLIST, Weights, build_graph, int8_levels_of, layer_weights_of, lossy_parts
 from .bundle import BUILDER_REVISION, BundleMeta, write_meta
 from .bundle_store import check_target, install
 from .errors import GGUFError
@@ -86,7 +86,7 @@ def _check_shapes(m: GGUFModel, spec: ArchSpec) -> None:
 
 
 def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | None = None,
-                layer_weights: str = "exact") -> BundleMeta:
+                layer_weights: str = "exact", int8_levels: int | None = None) -> BundleMeta:
     f = m.fields
     eos = [int(f["tokenizer.ggml.eos_token_id"])] if f.get("tokenizer.ggml.eos_token_id") is not None else []
     if f.get("tokenizer.ggml.eot_token_id") is not None and int(f["tokenizer.ggml.eot_token_id"]) not in eos:
@@ -102,6 +102,7 @@ def bundle_meta(m: GGUFModel, spec: ArchSpec, sha256: str, lossy: list[str] | No
         quant={"types": ",".join(quant)},
         lossy=lossy or [],  # what is not as the GGUF stores it (builder.lossy_parts)
         layer_weights=layer_weights,
+        int8_levels=int8_levels,
         builder=BUILDER_REVISION,
         **special_ids(f),
     )
@@ -112,7 +113,8 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
     """Convert a GGUF into a bundle at out_dir (replacing only a bundle of ours there). Returns out_dir.
 
     head_shortlist=0 scores the whole LM head exactly (slower decode, exact sampling); layer_weights "int8"
-    re-quantizes the layers' projections for a faster prefill (builder.LAYER_WEIGHTS)."""
+    re-quantizes the layers' projections for a faster prefill (builder.LAYER_WEIGHTS), in codes this CPU's int8 GEMM
+    cannot saturate (runtime.cpu.int8_weight_levels)."""
     out_dir = Path(os.path.abspath(out_dir))
     check_target(out_dir)  # refuse before the slow part; install checks again under its lock
     m = read_gguf(gguf_path)  # validate everything a user can get wrong before showing progress or writing
@@ -132,7 +134,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, progress: 
         steps.update()
         (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
         held = layer_weights_of(model)
-        write_meta(tmp, bundle_meta(m, spec, sha, lossy_parts(model), held))  # bundle.json last: its presence marks a complete bundle
+        write_meta(tmp, bundle_meta(m, spec, sha, lossy_parts(model), held, int8_levels_of(model)))  # bundle.json last: its presence marks a complete bundle
 
     install(out_dir, write)
     steps.update()

@@ -22,6 +22,7 @@ import platformdirs
 from tqdm import tqdm
 
 from .bundle import BUILDER_REVISION, read_meta
+from .cpu import INT8_LEVELS, int8_weight_levels
 from .bundle_store import recover
 from .errors import ModelError
 from .gguf_source import sha256_file
@@ -158,8 +159,8 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
         raise ModelError(f"unknown model '{name}' (known: {', '.join(CATALOG)})")
     entry, out = CATALOG[name], bundle_dir(name)
     recover(out)
-    if is_bundle(out) and not force and _converted_as(out) == (entry.layer_weights, BUILDER_REVISION):
-        return out  # a bundle converted with other layer weights (an older default) or builder is converted again below
+    if is_bundle(out) and not force and _converted_as(out) == _converts_as(entry):
+        return out  # one converted otherwise (an older default, builder, or another CPU's int8 codes) is converted again
     target = gguf_path(name)
     if force or not target.is_file() or target.stat().st_size != entry.size:
         assemble(entry, target, progress)
@@ -168,12 +169,18 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False, progress: bool = True) 
     return convert(target, out, progress=progress, layer_weights=entry.layer_weights)
 
 
-def _converted_as(path: Path) -> tuple[str, int] | None:
+def _converts_as(entry: CatalogModel) -> tuple[str, int, int | None]:
+    """(layer weights, builder revision, int8 code range) that pull converts `entry` with on this CPU."""
+    return entry.layer_weights, BUILDER_REVISION, int8_weight_levels() if entry.layer_weights == "int8" else None
+
+
+def _converted_as(path: Path) -> tuple[str, int, int | None] | None:
     try:
         meta = read_meta(path)
     except ModelError:
         return None
-    return meta.layer_weights, meta.builder
+    levels = meta.int8_levels if meta.int8_levels is not None or meta.layer_weights != "int8" else INT8_LEVELS
+    return meta.layer_weights, meta.builder, levels  # int8 bundles from before int8_levels was written: 8-bit codes
 
 
 def list_models() -> list[tuple[str, Path, bool]]:

@@ -243,13 +243,14 @@ def q4_blocks(w: np.ndarray, block: int) -> BlockCodes:
     return BlockCodes(q=q, scale=d, offset=-8.0 * d, qbits=4)
 
 
-def int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 [rows, cols] -> (int8 codes [rows, cols], float32 scale [rows]) with w ≈ scale[:, None] * codes.
+def int8_rows(w: np.ndarray, levels: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [rows, cols] -> (int8 codes [rows, cols] in [-levels, levels], float32 scale [rows]) with
+    w ≈ scale[:, None] * codes.
 
     Symmetric, one scale per row (an output channel): the layout of ONNX Runtime's DynamicQuantizeMatMul, whose int8
     GEMM (VNNI, AMX where the CPU has it) runs prefill several times faster than the block kernels. Lossy: each weight
-    moves by at most half a step, max|row| / 254."""
-    scale = (np.abs(w).max(axis=1) / 127.0).astype(np.float32)
+    moves by at most half a step, max|row| / (2 * levels). `levels` 63 where the GEMM would saturate (runtime.cpu)."""
+    scale = (np.abs(w).max(axis=1) / float(levels)).astype(np.float32)
     scale[scale == 0] = 1.0
     return np.rint(w / scale[:, None]).astype(np.int8), scale
 

@@ -8,7 +8,7 @@ from runtime.engine import Decoder
 from runtime.tiny import write_tiny_gguf
 from runtime.convert import convert
 
-from bench.machine import cpu_flags
+from runtime.cpu import int8_saturates, int8_weight_levels
 from reference import ReferenceModel
 
 QTYPES = ["F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
@@ -16,13 +16,11 @@ FLOAT = {"F32", "F16"}
 PROMPT = "def fibonacci(n):\n    if n < 2:\n        return n\n"
 
 
-# An x86 CPU without VNNI: ONNX Runtime's u8 x s8 kernels there probably add pairs of products in int16 (VPMADDUBSW),
-# which saturates (its quantization docs advise reduce_range there), so int8 results are coarser than the reference.
-# Measured on a 2-core AMD EPYC (AVX2 only), 2026-12-07: 4-bit Q6_K llama rel 0.073 (bound 0.06 elsewhere); int8 Q6_K
-# rel 0.45 and top-1 0.19 (bounds 0.1, 0.75); the real default model's top-1 agreement with llama.cpp 94.8% there,
-# 96.3% on a VNNI Xeon.
-_FLAGS = cpu_flags()
-SATURATES = "avx2" in _FLAGS and not {"avx512_vnni", "avx_vnni"} & _FLAGS
+# An x86 CPU without VNNI: ONNX Runtime's u8 x s8 kernels there add pairs of products in int16 (VPMADDUBSW), which
+# saturates. The exact layout's int8 activations x 4-6-bit codes cannot saturate, yet come out coarser there: Q6_K
+# llama rel 0.073 on a 2-core AMD EPYC (AVX2 only), 2026-12-07, bound 0.06 elsewhere. The int8 layout converts to
+# 7-bit codes on such a CPU (runtime.cpu.int8_weight_levels).
+SATURATES = int8_saturates()
 
 
 def greedy(next_logits, ids, n):
@@ -118,9 +116,8 @@ def test_exact_head_scores_every_row_and_the_bundle_says_which(tmp_path):
 
 @pytest.mark.parametrize("arch,qtype", [
     ("llama", "Q4_1"), ("qwen2", "Q5_0"),
-    # a known defect, not yet mended: without VNNI the int8 GEMM saturates (rel 0.45, top-1 0.19 on the AVX2 EPYC);
-    # the fix is 7-bit weight codes there (ONNX Runtime's reduce_range). strict: a pass there fails, so this goes
-    pytest.param("qwen2", "Q6_K", marks=pytest.mark.xfail(SATURATES, strict=True, reason="int8 GEMM saturates without VNNI")),
+    # without VNNI 8-bit codes saturated the int8 GEMM here: rel 0.45, top-1 0.19 on the AVX2 EPYC; 7-bit: 0.089, 0.76
+    ("qwen2", "Q6_K"),
 ])
 def test_int8_layer_weights_stay_close_to_the_reference_and_say_so(tmp_path, arch, qtype):
     """--layer-weights int8: projections re-quantized per output channel (DynamicQuantizeMatMul). Close to the
@@ -137,6 +134,7 @@ def test_int8_layer_weights_stay_close_to_the_reference_and_say_so(tmp_path, arc
     bundle = load_bundle(convert(gguf_path, tmp_path / "b", progress=False, layer_weights="int8"))
     graph = onnx.load(str(bundle.path / "model.onnx"), load_external_data=False)
     assert layer_weights_of(graph) == "int8" and bundle.meta.layer_weights == "int8"
+    assert bundle.meta.int8_levels == int8_weight_levels() == (63 if SATURATES else 127)
     assert not any(n.op_type == "MatMulNBits" and "/layers." in n.name for n in graph.graph.node)
     assert "int8 per output channel" in bundle.meta.lossy[0]
     ids = bundle.tokenizer.encode(PROMPT).ids

@@ -105,6 +105,33 @@ def test_pull_converts_again_when_the_catalog_asks_for_other_layer_weights(regis
     assert (out / "bundle.json").stat().st_mtime_ns == stamp
 
 
+def test_an_int8_bundle_gets_codes_this_cpu_cannot_saturate(registry, monkeypatch):
+    """int8 layers convert to 8-bit codes where the int8 GEMM has VNNI, to 7-bit ones where it would saturate
+    (runtime.cpu); a bundle converted for the other kind of CPU (or before the range was written) is converted
+    again by pull, from the cached GGUF, and `lossy` says which codes it holds."""
+    import onnx
+
+    from runtime import cpu
+    from runtime.bundle import read_meta
+
+    entry, _ = registry
+    monkeypatch.setitem(models.CATALOG, "t", msgspec.structs.replace(entry, layer_weights="int8"))
+    monkeypatch.setattr(cpu, "int8_saturates", lambda: False)
+    out = models.pull("t", progress=False)
+    assert read_meta(out).int8_levels == 127 and "max|row|/254)" in read_meta(out).lossy[0]
+    monkeypatch.setattr(models, "assemble", lambda *a, **k: pytest.fail("the cached GGUF must be reused"))
+    monkeypatch.setattr(cpu, "int8_saturates", lambda: True)
+    meta = read_meta(models.pull("t", progress=False))
+    assert meta.int8_levels == 63 and "max|row|/126, 7-bit codes" in meta.lossy[0]
+    graph = onnx.load(str(out / "model.onnx"))
+    codes = [onnx.numpy_helper.to_array(t) for t in graph.graph.initializer if t.name.endswith(".int8")]
+    assert codes and max(int(abs(c.astype(int)).max()) for c in codes) == 63
+    raw = json.loads((out / "bundle.json").read_text())
+    del raw["int8_levels"]  # an int8 bundle from before the field: 8-bit codes, converted again here
+    (out / "bundle.json").write_text(json.dumps(raw))
+    assert read_meta(models.pull("t", progress=False)).int8_levels == 63
+
+
 def test_pull_converts_again_a_bundle_from_an_older_builder(registry, monkeypatch):
     """A bundle whose bundle.json names an older builder revision (or none: 1) is converted again from the cached GGUF."""
     from runtime.bundle import BUILDER_REVISION, read_meta
