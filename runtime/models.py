@@ -58,8 +58,15 @@ CATALOG: dict[str, CatalogModel] = msgspec.toml.decode(
 
 
 def context_tokens_for(model: str) -> int:
-    """The snippet budget measured best for a catalog model (a small model needs more of them to gain as much)."""
+    """The snippet budget measured best for a catalog model, named or as its cached bundle's path (a small model
+    needs more snippets to gain as much); any other model gets the default model's."""
     entry = CATALOG.get(model)
+    if entry is None:
+        try:
+            path = Path(model).expanduser().resolve()
+            entry = next((row for name, row in CATALOG.items() if bundle_dir(name).resolve() == path), None)
+        except (OSError, ModelError):
+            entry = None
     return entry.context_tokens if entry is not None else DEFAULT_CONTEXT_TOKENS
 
 

@@ -100,10 +100,12 @@ def _shown(value: object) -> str:
 
 
 def test_the_snippet_budget_is_the_models_unless_set():
+    from runtime import models
     from runtime.models import CATALOG
 
     assert Settings().snippet_budget() == CATALOG[DEFAULT_MODEL].context_tokens == 512
     assert Settings(model="smollm2-135m").snippet_budget() == 1024  # 1.50x at 1024, 1.28x at 512 (README)
     assert Settings(model="/some/bundle").snippet_budget() == 512
+    assert Settings(model=str(models.bundle_dir("smollm2-135m"))).snippet_budget() == 1024  # the catalog's, as a path
     assert Settings(model="smollm2-135m", backend="llamacpp").snippet_budget() == 512  # not the local model's
     assert Settings(model="smollm2-135m", context_tokens=0).snippet_budget() == 0
