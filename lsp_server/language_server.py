@@ -245,7 +245,11 @@ class WaferlineServer(RemoteLink, LanguageServer):
                 self.show_fallback(svc)
             else:
                 from lsp_server import wafer_bridge
+                from runtime.models import int8_codes_warning
 
+                warning = int8_codes_warning(svc.bundle.path)
+                if warning is not None:
+                    self.show(types.MessageType.Warning, warning)
                 wafer_bridge.warm(svc.bundle.path, self.settings.hardware)  # off the worker: never waited for
             return None
 

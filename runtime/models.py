@@ -181,6 +181,20 @@ def _converts_as(entry: CatalogModel) -> tuple[str, int, int | None]:
     return entry.layer_weights, BUILDER_REVISION, int8_weight_levels() if entry.layer_weights == "int8" else None
 
 
+def int8_codes_warning(path: Path) -> str | None:
+    """What to tell the user when a bundle's int8 codes are 8-bit and this CPU's int8 GEMM saturates them (a bundle
+    converted on another machine, or before the codes followed the CPU): it works, less accurately."""
+    try:
+        meta = read_meta(path)
+    except ModelError:
+        return None
+    held = meta.int8_levels or INT8_LEVELS
+    if meta.layer_weights != "int8" or held <= int8_weight_levels():
+        return None
+    return (f"{path.name}: its int8 layer weights have 8-bit codes, which this CPU's int8 GEMM (no VNNI) saturates, so "
+            f"suggestions are less accurate; `waferline model pull` (or `model convert` again) converts it for this CPU")
+
+
 def _converted_as(path: Path) -> tuple[str, int, int | None] | None:
     try:
         meta = read_meta(path)
