@@ -141,3 +141,23 @@ def test_speculation_speeds_up_the_vendor_70b_case_within_the_textbook_bound():
     e = expected_tokens(0.7, 4)
     assert s.speedup < e / (1 + c * 4)
     assert s.speedup > e / (c * 4 + 5)  # and above a verify of k + 1 whole decode steps
+
+
+
+def test_explore_places_the_draft_once_for_every_k(monkeypatch):
+    """The draft's placement depends on neither the target nor k: explore's best-k search places it once (it was
+    placed twice per k, half of a speculative point's time), and finds the same speed as placing it every time."""
+    from runtime.wafer import explore, sim, speculative
+
+    calls = []
+    real_place, real_roomy = speculative.place, sim._roomy_for_verify
+    monkeypatch.setattr(speculative, "place", lambda w, *a, **k: calls.append(w.name) or real_place(w, *a, **k))
+    args = ("llama3-8b", explore.workload_for_arch(explore.load_arch("llama3-8b")), load_hardware("wse3"), "bf16",
+            8192, 4, 0.7, "llama3.2-1b", 0, 1000.0)
+    once = explore._point(*args)
+    assert once.draft_tokens in range(1, 9) and calls == ["llama3.2-1b"]
+    calls.clear()
+    monkeypatch.setattr(sim, "_roomy_for_verify", lambda *a: real_roomy(*a[:6]))  # no shared placements
+    again = explore._point(*args)
+    assert len(calls) >= 8  # placed afresh for every k
+    assert (again.decode_tokens_per_s, again.draft_tokens) == (once.decode_tokens_per_s, once.draft_tokens)

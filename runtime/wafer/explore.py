@@ -115,10 +115,11 @@ def _speculative(w, hw, opts: SimOptions, draft: str, acceptance: float, draft_t
     sim = _Sim(w, hw, opts)
     p = place(w, hw, opts.dtype, opts.context, None, opts.wafers, opts.collective, sim.decode_cycles, opts.placement)
     dw = workload_for_arch(load_arch(draft))
+    drafts: dict = {}  # the draft placed once for every k
     best = None
     for k in ([draft_tokens] if draft_tokens else range(1, 9)):
         ok = msgspec.structs.replace(opts, draft_tokens=k, acceptance=acceptance)
-        _, _, kp, (spec, breakdown) = _roomy_for_verify(w, hw, ok, sim, p, dw)  # as simulate places it
+        _, _, kp, (spec, breakdown) = _roomy_for_verify(w, hw, ok, sim, p, dw, drafts)  # as simulate places it
         speed = spec.expected_tokens_per_step / spec.step_s
         if best is None or speed > best[0]:
             best = (speed, kp.wafers_used + spec.draft_wafers, breakdown, k)

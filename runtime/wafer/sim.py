@@ -409,16 +409,21 @@ class PrefillPlan:
     pipelined: bool
 
 
-def _roomy_for_verify(w: Workload, hw: WaferSpec, opts: SimOptions, sim: "_Sim", p: Placement, draft: Workload):
+def _roomy_for_verify(w: Workload, hw: WaferSpec, opts: SimOptions, sim: "_Sim", p: Placement, draft: Workload,
+                      drafts: dict | None = None):
     """The target placed as a system planned for speculation would be: the faster speculative loop of (a) the plain
     placement and (b) one with every subgraph's working buffers reserved for the verify's k + 1 tokens, so the verify
     may take them in one chunk -- on no more wafers than the plain placement takes (or --wafers), when that fits.
     The reservation is not always worth it: the verify can also go through the layer pipeline in chunks as small as
     the SRAM allows (speculative.verify_cycles takes the fastest split that fits), and the buffers it reserves take
     SRAM the weights would spread into (a bigger grid, a slower plain decode step).
-    Returns (workload, sim, placement, speculative.speculate's result there): the loop is costed once per candidate."""
+    Returns (workload, sim, placement, speculative.speculate's result there): the loop is costed once per candidate.
+    `drafts`: the draft's placements to reuse (speculative.speculate), one dict per draft and hardware."""
+    drafts = {} if drafts is None else drafts
+
     def loop(s: "_Sim", q: Placement):
-        return speculative.speculate(s, q, draft, opts.draft_tokens, opts.acceptance, lambda d: _Sim(d, hw, opts))
+        return speculative.speculate(s, q, draft, opts.draft_tokens, opts.acceptance, lambda d: _Sim(d, hw, opts),
+                                     drafts)
 
     plain = loop(sim, p)
     roomy = w.for_verify(opts.draft_tokens + 1)

@@ -115,17 +115,25 @@ def verify_cycles(sim, p: Placement, tokens: int) -> tuple[Cost, int]:
 
 
 def speculate(sim, p: Placement, draft: Workload, draft_tokens: int, acceptance: float,
-              sim_factory) -> tuple[Speculation, dict[str, float]]:
+              sim_factory, drafts: dict | None = None) -> tuple[Speculation, dict[str, float]]:
     """The speculative loop's speed for the target placed at `p`; also its per-token breakdown (seconds by
-    component, summing to one step / E). `sim_factory(workload)` builds the cost evaluator for the draft."""
+    component, summing to one step / E). `sim_factory(workload)` builds the cost evaluator for the draft; `drafts`
+    (one dict per draft and hardware) keeps the draft's placement for the next call: it does not depend on the target
+    or k, and placing it again for every k of explore's search was half of a speculative point's time."""
     hw: WaferSpec = sim.hw
     o = sim.o
     if draft.vocab_size != sim.w.vocab_size:
         raise WaferError(f"the draft {draft.name} has a {draft.vocab_size}-token vocabulary, the target "
                          f"{sim.w.name} {sim.w.vocab_size}: speculative decoding needs the same tokenizer")
-    dsim = sim_factory(draft)
-    dp = place(draft, hw, o.dtype, o.context, None, None, o.collective, dsim.decode_cycles)
-    draft_cost = dsim.decode(dp)[0]
+    key = (o.dtype, o.context, o.collective)
+    placed = drafts.get(key) if drafts is not None else None
+    if placed is None:
+        dsim = sim_factory(draft)
+        dp = place(draft, hw, o.dtype, o.context, None, None, o.collective, dsim.decode_cycles)
+        placed = (dsim, dp, dsim.decode(dp)[0])
+        if drafts is not None:
+            drafts[key] = placed
+    dsim, dp, draft_cost = placed
     target_cost = sim.decode(p)[0]
     verify, passes = verify_cycles(sim, p, draft_tokens + 1)
     hops = sim._edge_hops(p.regions[0]) + dsim._edge_hops(dp.regions[-1])
