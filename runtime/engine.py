@@ -116,7 +116,6 @@ class Decoder:
         meta = bundle.meta
         self.bundle, self.meta = bundle, meta
         self.max_context = min(max_context, meta.context_length, 16384)
-        self.prompt_tokens_per_s: float | None = None  # of finished multi-token calls (_measure): sizes background chunks
         data_path = str(bundle.path.resolve() / "model.onnx.data")
         try:
             with _paging_out_while_loading(data_path):
@@ -216,7 +215,6 @@ class Decoder:
             np.array([n_logits], np.int64), logits,
         )
         interrupting = getattr(cancel, "interrupting", None)
-        t0 = time.perf_counter()
         if interrupting is None:
             self.session.run_with_iobinding(binding)
         else:
@@ -228,18 +226,8 @@ class Decoder:
                     if run.terminate:
                         return None  # K/V written past `past` are not counted in self.tokens: overwritten later
                     raise
-        self._measure(len(ids), time.perf_counter() - t0)
         self.tokens.extend(int(t) for t in ids)
         return logits[0]
-
-    def _measure(self, tokens: int, seconds: float) -> None:
-        """This machine's prompt speed: a running mean (the newest call weighs 1/4) over calls of >= 16 tokens that
-        finished, as the machine is now (threads, other load, the cached length all move it)."""
-        if tokens < 16 or seconds <= 0:
-            return
-        rate = tokens / seconds
-        old = self.prompt_tokens_per_s
-        self.prompt_tokens_per_s = rate if old is None else 0.75 * old + 0.25 * rate
 
     def prefill(self, ids: Sequence[int], chunk: int = 256, cancel: threading.Event | None = None) -> np.ndarray | None:
         """Make the cache hold exactly `ids`, reusing the longest common prefix; logits [vocab] of the last id.

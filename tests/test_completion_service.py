@@ -324,26 +324,3 @@ def test_cold_request_answers_from_a_short_window_until_warmed(tiny_bundle):
     svc.cache.clear()
     warm = svc.complete(req)
     assert not warm.cold and warm.prompt_tokens > 200 and warm.prompt_tokens - warm.reused_tokens <= 64
-
-
-def test_background_prefill_chunks_fit_this_machines_prompt_speed(tiny_bundle):
-    """A request stops a background prefill inside its chunk and the chunk is lost, so the chunk is what takes
-    ~80 ms here: 64 tokens at the Xeon's 819 prompt tok/s, 16 at the EPYC's 209 (where 64 took ~300 ms and rarely
-    finished between keys); 64 until the decoder has measured a speed; the decoder measures it on real calls."""
-    from runtime.complete.service import MAX_CHUNK, MIN_CHUNK, background_chunk
-
-    assert background_chunk(None) == MAX_CHUNK == 64
-    assert background_chunk(819.0) == 64 and background_chunk(5000.0) == 64
-    assert background_chunk(209.0) == 16 == MIN_CHUNK and background_chunk(20.0) == 16
-    assert background_chunk(400.0) == 32
-    svc = CompletionService.load(str(tiny_bundle), kv_slots=2)
-    assert svc.decoder.prompt_tokens_per_s is None
-    svc.decoder.prefill(list(range(3, 40)), chunk=32)  # one call of 32 tokens (measured) and one of 5 (too few)
-    assert svc.decoder.prompt_tokens_per_s is not None and svc.decoder.prompt_tokens_per_s > 0
-    seen = []
-    real = svc.decoder.prefill
-    svc.decoder.prefill = lambda ids, chunk=256, cancel=None: seen.append(chunk) or real(ids, chunk, cancel)
-    svc.decoder.prompt_tokens_per_s = 300.0  # 24 tokens take 80 ms
-    doc = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(12))
-    svc.warm(CompletionRequest(prefix=doc + "def g(", suffix="\n", doc_key="a"))
-    assert seen and set(seen) == {24}

@@ -45,22 +45,6 @@ class _StopFlag:
         return self.is_set()
 
 
-CHUNK_S = 0.08  # a background prefill chunk takes about this long (background_chunk)
-MIN_CHUNK, MAX_CHUNK = 16, 64
-
-
-def background_chunk(tokens_per_s: float | None) -> int:
-    """The chunk of background prefill, sized to this machine: a request stops a background prefill inside the chunk
-    in flight (at once, runtime.cancel) and that chunk is lost, so a chunk must fit the idle moments typing leaves.
-    64 tokens take ~80 ms on a 2-core AVX-512 Xeon (819 prompt tok/s) but ~300 ms on a 2-core AVX2 EPYC (209 tok/s),
-    where the jobs between keys ran 11-700 ms and the full window never got past its first chunks while typing.
-    The tokens that take CHUNK_S at the decoder's measured prompt speed, a multiple of 8 within [MIN_CHUNK, MAX_CHUNK]
-    (MAX_CHUNK until a speed is measured)."""
-    if not tokens_per_s:
-        return MAX_CHUNK
-    return max(MIN_CHUNK, min(MAX_CHUNK, int(tokens_per_s * CHUNK_S) // 8 * 8))
-
-
 class CompletionService(CompletionFlow):
     """One model, one KV cache per document, one caller at a time: the local ONNX decoder writes the text."""
 
@@ -228,15 +212,14 @@ class CompletionService(CompletionFlow):
         if use is not None:
             use(doc_key)
 
-    def warm(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int | None = None,
+    def warm(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64,
              at_cursor: bool = True) -> int:
         """Prefill the part of `req`'s prompt that stays put while the user types there into the document's KV slot,
         so the request that follows evaluates only what is new: through `<|fim_middle|>` when the cursor is known
         (`at_cursor`), else only the header and the lines above it (a file just opened). Small chunks: a real
-        request cancels this within one chunk (background_chunk's unless given). Returns the tokens now cached."""
+        request cancels this within one chunk. Returns the tokens now cached."""
         if not req.prefix.strip():
             return 0
-        chunk = chunk or background_chunk(getattr(self.decoder, "prompt_tokens_per_s", None))
         full = self.plan_prompt(req)
         if at_cursor and req.cold_prompt_tokens > 0:
             short = self._cold_plan(req, full)
@@ -245,7 +228,7 @@ class CompletionService(CompletionFlow):
         self._use_slot(req.doc_key)
         return self._prefill_stable(full, at_cursor, cancel, chunk)
 
-    def warm_aside(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int | None = None) -> bool:
+    def warm_aside(self, req: CompletionRequest, cancel: threading.Event | None = None, chunk: int = 64) -> bool:
         """Prefill `req` -- the document with other context, or with its middle restarted when that is ripe
         (PromptPlanner.middle_ripe) -- into a spare slot while the document's own slot keeps serving the prompt it
         holds; once all of it through `<|fim_middle|>` is in, the spare becomes the document's slot and its layout the
@@ -254,7 +237,6 @@ class CompletionService(CompletionFlow):
         rename = getattr(self.decoder, "rename_slot", None)
         if rename is None or not req.prefix.strip():
             return False
-        chunk = chunk or background_chunk(getattr(self.decoder, "prompt_tokens_per_s", None))
         plan = self.prompts.plan(req, self.max_context, remember=False, restart_middle=self.prompts.middle_ripe(req))
         self._use_slot(req.doc_key + NEXT_SLOT)
         done = (self._prefill_stable(plan, True, cancel, chunk) >= len(self._stable_ids(plan, True))
