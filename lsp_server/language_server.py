@@ -247,7 +247,7 @@ class WaferlineServer(RemoteLink, LanguageServer):
                 from lsp_server import wafer_bridge
                 from runtime.models import int8_codes_warning
 
-                warning = int8_codes_warning(svc.bundle.path)
+                warning = int8_codes_warning(svc.meta, svc.bundle.path.name)
                 if warning is not None:
                     self.show(types.MessageType.Warning, warning)
                 wafer_bridge.warm(svc.bundle.path, self.settings.hardware)  # off the worker: never waited for
@@ -546,8 +546,8 @@ class WaferlineServer(RemoteLink, LanguageServer):
             "completions": self.completions,
             "queued": self.scheduler.pending(),
             "cancelled": self.cancelled,
-            "context": {"budget": self.settings.snippet_budget(), "documents": self.collector.documents(), "pending": self.collector.pending(),
-                        "snippets": self.last_context, "changes": self.context_changes, "asides": self.context_asides,
+            "context": {"budget": self.settings.snippet_budget(), "documents": self.collector.documents(),
+                        "pending": self.collector.pending(), "snippets": self.last_context, "changes": self.context_changes, "asides": self.context_asides,
                         "swaps": self.context_swaps, "middle_restarts": self.middle_restarts},
         }
 

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from .arch import ArchSpec
 from .checks import check_arch
+from .cpu import INT8_LEVELS
 from .errors import ModelError
 from .vocab import TokenTexts
 
@@ -49,6 +50,12 @@ class BundleMeta(ArchSpec, kw_only=True):
     max_context: int = 2048
     format: int = BUNDLE_FORMAT
     builder: int = 1  # BUILDER_REVISION of the converter that wrote it (bundles from before the field: 1)
+
+    @property
+    def int8_codes(self) -> int | None:
+        """The int8 layout's code range as held (int8 bundles from before `int8_levels` was written: 8-bit codes);
+        None for the exact layout."""
+        return None if self.layer_weights != "int8" else self.int8_levels or INT8_LEVELS
 
     @property
     def has_fim(self) -> bool:

@@ -7,6 +7,7 @@ Serving never downloads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -21,8 +22,8 @@ import msgspec
 import platformdirs
 from tqdm import tqdm
 
-from .bundle import BUILDER_REVISION, read_meta
-from .cpu import INT8_LEVELS, int8_weight_levels
+from .bundle import BUILDER_REVISION, BundleMeta, read_meta
+from .cpu import int8_weight_levels
 from .bundle_store import recover
 from .errors import ModelError
 from .gguf_source import sha256_file
@@ -59,14 +60,19 @@ CATALOG: dict[str, CatalogModel] = msgspec.toml.decode(
 
 def context_tokens_for(model: str) -> int:
     """The snippet budget measured best for a catalog model, named or as its cached bundle's path (a small model
-    needs more snippets to gain as much); any other model gets the default model's."""
+    needs more snippets to gain as much); any other model gets the default model's. Asked at every keystroke: a
+    path is resolved once per cache root."""
     entry = CATALOG.get(model)
-    if entry is None:
-        try:
-            path = Path(model).expanduser().resolve()
-            entry = next((row for name, row in CATALOG.items() if bundle_dir(name).resolve() == path), None)
-        except (OSError, ModelError):
-            entry = None
+    return entry.context_tokens if entry is not None else _context_tokens_of_path(model, str(cache_dir()))
+
+
+@functools.lru_cache(maxsize=16)
+def _context_tokens_of_path(model: str, cache_root: str) -> int:
+    try:
+        path = Path(model).expanduser().resolve()
+        entry = next((row for name, row in CATALOG.items() if bundle_dir(name).resolve() == path), None)
+    except (OSError, ModelError):
+        entry = None
     return entry.context_tokens if entry is not None else DEFAULT_CONTEXT_TOKENS
 
 
@@ -181,17 +187,12 @@ def _converts_as(entry: CatalogModel) -> tuple[str, int, int | None]:
     return entry.layer_weights, BUILDER_REVISION, int8_weight_levels() if entry.layer_weights == "int8" else None
 
 
-def int8_codes_warning(path: Path) -> str | None:
+def int8_codes_warning(meta: BundleMeta, name: str) -> str | None:
     """What to tell the user when a bundle's int8 codes are 8-bit and this CPU's int8 GEMM saturates them (a bundle
     converted on another machine, or before the codes followed the CPU): it works, less accurately."""
-    try:
-        meta = read_meta(path)
-    except ModelError:
+    if meta.int8_codes is None or meta.int8_codes <= int8_weight_levels():
         return None
-    held = meta.int8_levels or INT8_LEVELS
-    if meta.layer_weights != "int8" or held <= int8_weight_levels():
-        return None
-    return (f"{path.name}: its int8 layer weights have 8-bit codes, which this CPU's int8 GEMM (no VNNI) saturates, so "
+    return (f"{name}: its int8 layer weights have 8-bit codes, which this CPU's int8 GEMM (no VNNI) saturates, so "
             f"suggestions are less accurate; `waferline model pull` (or `model convert` again) converts it for this CPU")
 
 
@@ -200,8 +201,7 @@ def _converted_as(path: Path) -> tuple[str, int, int | None] | None:
         meta = read_meta(path)
     except ModelError:
         return None
-    levels = meta.int8_levels if meta.int8_levels is not None or meta.layer_weights != "int8" else INT8_LEVELS
-    return meta.layer_weights, meta.builder, levels  # int8 bundles from before int8_levels was written: 8-bit codes
+    return meta.layer_weights, meta.builder, meta.int8_codes
 
 
 def list_models() -> list[tuple[str, Path, bool]]:

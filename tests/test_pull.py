@@ -126,14 +126,14 @@ def test_an_int8_bundle_gets_codes_this_cpu_cannot_saturate(registry, monkeypatc
     graph = onnx.load(str(out / "model.onnx"))
     codes = [onnx.numpy_helper.to_array(t) for t in graph.graph.initializer if t.name.endswith(".int8")]
     assert codes and max(int(abs(c.astype(int)).max()) for c in codes) == 63
-    assert models.int8_codes_warning(out) is None
+    assert models.int8_codes_warning(read_meta(out), out.name) is None
     monkeypatch.setattr(cpu, "int8_saturates", lambda: False)
-    assert models.int8_codes_warning(out) is None  # 7-bit codes never saturate: coarser, not wrong
+    assert models.int8_codes_warning(read_meta(out), out.name) is None  # 7-bit codes never saturate: coarser, not wrong
     monkeypatch.setattr(cpu, "int8_saturates", lambda: True)
     raw = json.loads((out / "bundle.json").read_text())
     del raw["int8_levels"]  # an int8 bundle from before the field: 8-bit codes, converted again here
     (out / "bundle.json").write_text(json.dumps(raw))
-    assert "8-bit codes, which this CPU's int8 GEMM (no VNNI) saturates" in models.int8_codes_warning(out)
+    assert "8-bit codes, which this CPU's int8 GEMM (no VNNI) saturates" in models.int8_codes_warning(read_meta(out), out.name)
     assert read_meta(models.pull("t", progress=False)).int8_levels == 63
 
 
