@@ -59,8 +59,8 @@ class SimOptions(msgspec.Struct, kw_only=True):
     # moved to the decode grid's layout before the first decode step (relayout_s); None = the decode grid
     prefill_grid: tuple[int, int] | None = None
     # tokens generated after the prompt, for the end-to-end speed WaferLLM's Table 2 reports (output tokens over the
-    # prefill + decode time); 0 = not asked. Every decode step is charged at `context` positions (the KV the request
-    # holds at its end), so a long output is a little pessimistic.
+    # prefill + decode time); 0 = not asked. Plain decoding charges each step at the positions it attends over
+    # (decode_s_for_output); with --draft or --users every step is charged at `context` (a little pessimistic).
     output_len: int = 0
 
 
@@ -509,6 +509,8 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
     read = w.active_weight_bytes(opts.dtype)
     swept_per_s = (read / latency if spec is None else
                    (spec.verify_passes * read + spec.draft_tokens * draft.active_weight_bytes(opts.dtype)) / spec.step_s)
+    decode_s = (decode_s_for_output(w, hw, opts, p, per_layer) if spec is None and users is None
+                else opts.output_len * latency)
     return Report(
         model=w.name, workload_source=w.source, hardware=hw.name, dtype=opts.dtype, collective=opts.collective,
         clock_hz=clock, grid=f"{p.grid_rows}x{p.grid_cols}", grid_forced=opts.grid is not None,
@@ -533,9 +535,19 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
         prefill_grid=f"{opts.prefill_grid[0]}x{opts.prefill_grid[1]}" if opts.prefill_grid else "",
         relayout_s=relayout,
         output_len=opts.output_len,
-        end_to_end_tokens_per_s=(opts.output_len / (prefill_s + relayout + opts.output_len * latency)
-                                 if opts.output_len else 0.0),
+        end_to_end_tokens_per_s=(opts.output_len / (prefill_s + relayout + decode_s) if opts.output_len else 0.0),
     )
+
+
+def decode_s_for_output(w: Workload, hw: WaferSpec, opts: SimOptions, p: Placement, per_layer: bool) -> float:
+    """Seconds to decode `output_len` tokens after the prompt: step i attends over prompt_len + i + 1 positions, and a
+    step's cost is affine in its positions (attention MACs and KV reads per position; all else fixed), so the steps
+    sum to output_len steps at their mean, prompt_len + (output_len + 1) / 2 -- not all at the final context."""
+    if opts.output_len <= 0:
+        return 0.0
+    sim = _Sim(w, hw, msgspec.structs.replace(opts, context=opts.prompt_len + (opts.output_len + 1) // 2))
+    cost = sim.per_layer(p, "decode")[0] if per_layer else sim.decode(p)[0]
+    return opts.output_len * cost.total / hw.clock_hz
 
 
 def _per_system(p: Placement, w: Workload, sg_reports: list[SubgraphReport]) -> list[SystemReport]:
