@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.wafer import cli as wcli  # noqa: E402
 from runtime.wafer import hardware as whw  # noqa: E402
+from runtime.wafer.explore import draft_for  # noqa: E402
 
 CASES = Path(__file__).with_name("wafer_cases.toml")
 FIT_FIELDS = ("vector_op_issue_cycles", "loop_step_cycles", "map_step_cycles")
@@ -40,6 +41,8 @@ FIT_GROUPS = {True: FIT_FIELDS, "cs3": ("vector_op_issue_cycles", "loop_step_cyc
 
 META = ("name", "metric", "published", "fit", "source", "needs", "expressible", "why_not")
 SPEC_FIELDS = ("draft", "draft_tokens", "acceptance")
+# [speculation] draft = this: every case takes the smallest preset with its target's vocabulary (explore.draft_for)
+SAME_VOCABULARY = "smallest-same-vocabulary"
 
 
 def load_cases(path: Path) -> list[dict]:
@@ -58,6 +61,10 @@ def load_cases(path: Path) -> list[dict]:
                 raise SystemExit(f"case '{c.get('name')}' asks for speculation: the file needs a [speculation] table "
                                  f"with {', '.join(SPEC_FIELDS)} and why")
             c.update({k: spec[k] for k in SPEC_FIELDS})
+            if spec["draft"] == SAME_VOCABULARY:  # the rule, resolved per target: explore's draft for that vocabulary
+                c["draft"] = draft_for(c["arch"])
+                if c["draft"] is None:
+                    raise SystemExit(f"case '{c.get('name')}': no preset draft shares {c['arch']}'s vocabulary")
         if not c.get("needs"):
             raise SystemExit(f"case '{c.get('name')}': every case names the capability it needs (needs = ...)")
         if c.get("expressible", True) is False and not c.get("why_not"):
@@ -189,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         summary += f"; {len(cannot)} published cases it cannot express yet"
     n_spec = sum(1 for c in cases if c.get("draft") and c.get("expressible", True))
     if spec and n_spec:
-        print(f"speculative cases ({n_spec}): one stated setup for all -- draft {spec['draft']}, "
+        drafts = sorted({c["draft"] for c in cases if c.get("draft") and c.get("expressible", True)})
+        draft = f"{spec['draft']} ({', '.join(drafts)})" if spec["draft"] == SAME_VOCABULARY else spec["draft"]
+        print(f"speculative cases ({n_spec}): one stated setup for all -- draft {draft}, "
               f"{spec['draft_tokens']} draft tokens, acceptance {spec['acceptance']} ({spec['why']})")
     print(summary)
     return 0

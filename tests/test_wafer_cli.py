@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.wafer import cli
+from runtime.wafer.explore import draft_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,8 +122,12 @@ def test_speculative_cases_share_one_stated_rate_and_none_may_carry_its_own(tmp_
         setup = tomllib.load(f)["speculation"]
     spec = [c for c in val.load_cases(val.CASES) if c.get("draft")]
     assert len(spec) >= 2 and setup["why"]
-    assert {(c["draft"], c["draft_tokens"], c["acceptance"]) for c in spec} == {
-        (setup["draft"], setup["draft_tokens"], setup["acceptance"])}
+    assert {(c["draft_tokens"], c["acceptance"]) for c in spec} == {(setup["draft_tokens"], setup["acceptance"])}
+    # the draft is the setup's rule, resolved per target's vocabulary: one draft per vocabulary, never one per case
+    assert setup["draft"] == val.SAME_VOCABULARY
+    assert all(c["draft"] == draft_for(c["arch"]) for c in spec)
+    assert {c["draft"] for c in spec if c["arch"].startswith("llama3")} == {"llama3.2-1b"}
+    assert {c["draft"] for c in spec if c["arch"].startswith("qwen3")} == {"qwen2.5-coder-0.5b"}
     base = ('[[case]]\nname = "x"\nneeds = "y"\narch = "llama3.1-70b"\nmetric = "decode_tokens_per_s"\n'
             'published = 1.0\nfit = false\n')
     own = tmp_path / "own.toml"
