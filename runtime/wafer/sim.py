@@ -541,8 +541,9 @@ def simulate(w: Workload, hw: WaferSpec, opts: SimOptions, draft: Workload | Non
 
 def decode_s_for_output(w: Workload, hw: WaferSpec, opts: SimOptions, p: Placement, per_layer: bool) -> float:
     """Seconds to decode `output_len` tokens after the prompt: step i attends over prompt_len + i + 1 positions, and a
-    step's cost is affine in its positions (attention MACs and KV reads per position; all else fixed), so the steps
-    sum to output_len steps at their mean, prompt_len + (output_len + 1) / 2 -- not all at the final context."""
+    step's cost is affine in its positions up to tile rounding (attention MACs and KV reads per position; all else
+    fixed), so the steps sum to output_len steps at their mean, prompt_len + (output_len + 1) / 2 rounded down -- not
+    all at the final context. The placement stays the one that holds the final context's KV."""
     if opts.output_len <= 0:
         return 0.0
     sim = _Sim(w, hw, msgspec.structs.replace(opts, context=opts.prompt_len + (opts.output_len + 1) // 2))
