@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if fit_apes:
         summary += f" (plus {len(fit_apes)} calibration cases the constants were fitted to: max residual {max(fit_apes):.1f}%)"
     if cannot:
-        summary += f"; {len(cannot)} published cases it cannot express yet"
+        summary += f"; {len(cannot)} published case{'s' if len(cannot) != 1 else ''} it cannot express yet"
     n_spec = sum(1 for c in cases if c.get("draft") and c.get("expressible", True))
     if spec and n_spec:
         drafts = sorted({c["draft"] for c in cases if c.get("draft") and c.get("expressible", True)})

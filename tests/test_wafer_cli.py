@@ -99,7 +99,8 @@ def test_validation_headline_is_unfitted_and_lists_what_it_cannot_express(capsys
     assert all(any(line.startswith(c["name"]) for line in out) for c in scored)
     unfitted = sum(1 for c in scored if not c.get("fit"))
     assert out[-1].startswith(f"wafer validation: {unfitted} unfitted cases, mean APE ")
-    assert (f"{len(cannot)} published cases it cannot express yet" in out[-1]) == bool(cannot)
+    plural = "s" if len(cannot) != 1 else ""
+    assert (f"{len(cannot)} published case{plural} it cannot express yet" in out[-1]) == bool(cannot)
     # the speculative vendor figures are scored (unfitted), and the one setup they share is printed with its reason
     spec = [c for c in scored if c.get("draft")]
     assert spec and not any(c.get("fit") for c in spec)
