@@ -87,3 +87,18 @@ def test_a_layer_no_square_holds_may_still_place_as_full_height_strips(tmp_path)
     thin.write_text("mesh_width_pes = 1000\nmesh_height_pes = 4\n")  # no square grid holds a SmolLM2 layer
     r = run_case({"arch": "smollm2-135m", "hardware": str(thin)})
     assert r.decode_tokens_per_s > 0 and all(g.height == 4 for g in r.regions)
+
+
+def test_a_vocabulary_too_big_for_the_smallest_layer_grid_moves_auto_placement_on():
+    """Small layers fit a tiny per-layer grid whose 64 tiles cannot hold a 150K-row embedding (the default model's
+    int8 bundle: auto placement raised "embed does not fit in 64 tiles of 8x8 PEs" instead of trying larger grids).
+    A forced grid that small still gets one clear error."""
+    from runtime.arch import ArchSpec
+
+    spec = ArchSpec(name="wide-vocab", architecture="llama", n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, d_ff=128,
+                    vocab_size=151936, context_length=256)
+    w = workload_for_arch(spec)
+    r = simulate(w, load_hardware("wse3"), SimOptions(context=256, prompt_len=16))
+    assert r.decode_tokens_per_s > 0
+    with pytest.raises(WaferError, match="embedding or LM head .* does not fit 64 tiles of 4x4 PEs"):
+        simulate(w, load_hardware("wse3"), SimOptions(context=256, prompt_len=16, grid=(4, 4)))

@@ -182,11 +182,16 @@ def max_prefill_chunk(layer: list[Subgraph], rows: int, cols: int, dtype: str, c
     return lo
 
 
-def _tiles_for(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, cap: int) -> int:
-    for k in range(1, 65):
+MAX_EMBED_TILES = 64  # tiles of the layer grid the embedding or the LM head may take (one row of a wafer's tiles)
+
+
+def _tiles_for(sg: Subgraph, rows: int, cols: int, dtype: str, context: int, cap: int) -> int | None:
+    """Fewest rows x cols tiles that hold `sg` (the embedding or head), or None: then this grid cannot place it, and
+    auto placement tries the next grid (a small model's layers fit grids far smaller than its vocabulary table)."""
+    for k in range(1, MAX_EMBED_TILES + 1):
         if sram_per_pe(sg, rows, cols, dtype, context, k) <= cap:
             return k
-    raise WaferError(f"{sg.name} does not fit in 64 tiles of {rows}x{cols} PEs: use a larger --grid")
+    return None
 
 
 def _layers(w: Workload) -> list[list[Subgraph]]:
@@ -243,6 +248,8 @@ def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context:
         if layer_sram_per_pe(layers[-1], rows, cols, dtype, context) > cap:  # cheap reject before the tiles search
             return None
         ke = _tiles_for(embed, rows, cols, dtype, context, cap)
+        if ke is None:
+            return None
         units.append(("embed", [embed.name], cols * ke, ke, sram_per_pe(embed, rows, cols, dtype, context, ke)))
     if split:  # one width per distinct subgraph shape (a dense MLP beside a MoE one is far narrower)
         widths, sram = {}, {}
@@ -269,6 +276,8 @@ def _plan(w: Workload, hw: WaferSpec, rows: int, cols: int, dtype: str, context:
         units.append(("head", [head.name], c, 1, sram_per_pe(head, rows, c, dtype, context)))
     else:
         kh = _tiles_for(head, rows, cols, dtype, context, cap)
+        if kh is None:
+            return None
         units.append(("head", [head.name], cols * kh, kh, sram_per_pe(head, rows, cols, dtype, context, kh)))
     spots = pack([u[2] for u in units], hw.mesh_width_pes, hw.mesh_height_pes, rows, cols, wrap)
     if spots is None:  # a region wider than a band
@@ -361,7 +370,8 @@ def place(
         if p is not None and wafers is not None and p.wafers_used > wafers:
             p = _plan(w, hw, rows, cols, dtype, context, wrap=True) or p  # strips waste only a wafer's last band
         if p is None:
-            raise WaferError(f"the embedding or LM head of {w.name} does not fit a row of {rows}x{cols} tiles on {hw.name}")
+            raise WaferError(f"the embedding or LM head of {w.name} does not fit {MAX_EMBED_TILES} tiles of {rows}x{cols} "
+                             f"PEs on {hw.name}: use a larger --grid")
         if p.wafers_used > MAX_WAFERS:
             raise WaferError(f"grid {rows}x{cols} needs {p.wafers_used} wafers (more than {MAX_WAFERS})")
         if wafers is not None and p.wafers_used > wafers:

@@ -419,13 +419,20 @@ def workload_from_graph(model, name: str | None = None) -> Workload:
                 gu = 2 * ff if len(node.input) > 6 and node.input[6] else ff
                 matmuls += [MatMulShape(f"{scope}/gate_up", dm, gu, e, top), MatMulShape(f"{scope}/down_proj", ff, dm, e, top)]
                 weight_params += e * (dm * gu + ff * dm)
-            elif node.op_type == "MatMul" and not quant_aux and node.input[1] in inits and len(inits[node.input[1]]) == 2:
+            elif (node.op_type in ("MatMul", "DynamicQuantizeMatMul")  # float weights, or the int8 layout's [K, N] codes
+                  and not quant_aux and node.input[1] in inits and len(inits[node.input[1]]) == 2):
                 k, n = inits[node.input[1]]
                 matmuls.append(MatMulShape(scope, k, n))
                 weight_params += k * n
+                bias = node.input[4] if node.op_type == "DynamicQuantizeMatMul" and len(node.input) > 4 else ""
+                if bias in inits:  # the int8 layout fuses the QKV bias: costed as the float graph's bias Add
+                    vector_params += inits[bias][0]
+                    ops["Add"] = ops.get("Add", 0) + 1
             elif node.op_type in ("Gather", "GatherBlockQuantized") and sg == "embed" and not quant_aux:
+                # one table, however many gathers read it (the int8 layout gathers its high and low 4-bit halves)
+                if not gather_rows:
+                    weight_params += vocab * d_model
                 gather_rows, gather_cols = vocab, d_model
-                weight_params += vocab * d_model
             elif node.op_type in ("SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"):
                 gamma = node.input[1] if node.op_type == "SimplifiedLayerNormalization" else node.input[2]
                 if gamma not in seen_inits:
