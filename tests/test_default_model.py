@@ -45,6 +45,22 @@ def test_generate_cli_json(default_bundle):
     assert len(out["token_ids"]) == 8 and out["decode_tokens_per_s"] > 0
 
 
+def test_simulate_cli_on_the_default_model_as_make_demo_runs_it(default_bundle):
+    """`make demo`'s last step, `waferline simulate --model qwen2.5-coder-0.5b --hardware wse3`, on the served int8
+    graph: the same weights as the architecture preset (it once failed here while `make test` stayed green)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsp_server.cli", "simulate", "--model", str(default_bundle), "--hardware", "wse3", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    served = json.loads(proc.stdout)
+    from runtime.wafer import cli as wafer_cli
+
+    preset = wafer_cli.run_case(dict(arch="qwen2.5-coder-0.5b", hardware="wse3"))
+    assert served["decode_tokens_per_s"] > 0 and served["wafers_used"] == 1
+    assert served["weight_bytes"] == preset.weight_bytes  # embedding, layers and head counted as the preset counts them
+
+
 def _typing_lines(svc, aside: bool) -> tuple[list[int], bool]:
     """Type textwrap.py's lines 60-90 back in, one request per new line (the code model, FIM); with `aside`, a ripe
     middle is prefilled aside and swapped in as the server does after an answer. Returns the tokens each request
