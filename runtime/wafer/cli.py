@@ -193,17 +193,20 @@ def load_workload(arch: str | None = None, arch_file: str | None = None, model: 
         except ImportError:
             raise WaferError(f"'{model}' is not a bundle directory (model names need runtime.models)") from None
         path = resolve_model(model)
-    from runtime.bundle import load_bundle
+    from runtime.bundle import read_meta
 
-    bundle = load_bundle(path)
+    read_meta(path)  # a bundle, its shapes sane; its tokenizer is the engine's business (loading it cost 0.75 s here)
+    model_path = path / "model.onnx"
+    if not model_path.is_file():
+        raise WaferError(f"model bundle {path} is incomplete: model.onnx is missing")
     try:
-        graph = onnx.load(str(bundle.model_path), load_external_data=False)
+        graph = onnx.load(str(model_path), load_external_data=False)
     except (OSError, DecodeError) as exc:  # protobuf's DecodeError: the bytes are not a ModelProto
-        raise WaferError(f"{bundle.model_path} is not a readable ONNX model ({exc}); convert the GGUF again") from None
+        raise WaferError(f"{model_path} is not a readable ONNX model ({exc}); convert the GGUF again") from None
     try:
         return workload_from_graph(graph, name=path.name)
     except (KeyError, IndexError, TypeError, ValueError) as exc:  # a damaged graph that still parses as protobuf
-        raise WaferError(f"{bundle.model_path} is damaged: the partitioner cannot read it "
+        raise WaferError(f"{model_path} is damaged: the partitioner cannot read it "
                          f"({type(exc).__name__}: {exc!s:.80}); convert the GGUF again") from None
 
 
