@@ -4,8 +4,9 @@ would have cost on the wafer.
 Simulating takes ~0.1-3 s of Python (the default code model: ~3 s, most of it scanning placements), so a report is
 computed once per (model, hardware) and cached. `warm` computes it in a child process at the lowest CPU priority: run
 in a thread of the server it held the GIL for those seconds beside the first completion after a load (measured: that
-completion took 4.3 s of CPU instead of 0.6 s). `estimate` never simulates: it prices a completion from a cached report
-(the prompt at the simulated prefill rate plus each new token at the per-token latency) or says None until it exists.
+completion's CPU time 3.8-4.5 s; 1.5-2.0 s with the child; 1.3-2.0 s with no report at all). `estimate` never
+simulates: it prices a completion from a cached report (the prompt at the simulated prefill rate plus each new token at
+the per-token latency) or says None until it exists.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class WaferUnavailable(Exception):
 
 _lock = threading.Lock()
 _reports: dict[tuple[str, str], Any] = {}
+_warming: set[tuple[str, str]] = set()  # reports a child is simulating now: every completion until then asks again
 _charts: dict[str, str | None] = {}  # hardware -> the explore chart's path (None: it failed; not retried)
 _plot_dir: Path | None = None
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -145,8 +147,9 @@ def warm(bundle_path: str | Path, hardware: str) -> None:
     yet; a daemon thread waits for it and caches the report (or why there is none)."""
     key = (str(bundle_path), hardware)
     with _lock:
-        if key in _reports:
+        if key in _reports or key in _warming:
             return
+        _warming.add(key)
 
     def run() -> None:
         try:
@@ -156,6 +159,7 @@ def warm(bundle_path: str | Path, hardware: str) -> None:
             report = exc
         with _lock:
             _reports.setdefault(key, report)
+            _warming.discard(key)
 
     threading.Thread(target=run, name="wafer-report", daemon=True).start()
 

@@ -11,6 +11,7 @@ from runtime.wafer import simulate_bundle
 @pytest.fixture
 def fresh_cache(monkeypatch):
     monkeypatch.setattr(wafer_bridge, "_reports", {})
+    monkeypatch.setattr(wafer_bridge, "_warming", set())
 
 
 def _wait_for_report(key, timeout_s=180.0):
@@ -43,3 +44,24 @@ def test_warm_remembers_why_a_model_has_no_report(tmp_path, fresh_cache):
     why = _wait_for_report((str(broken), "wse3"))
     assert isinstance(why, wafer_bridge.WaferUnavailable) and "wafer simulation failed" in str(why)
     assert "\n" not in str(why) and wafer_bridge.estimate(broken, "wse3", 10, 5) is None
+
+
+def test_completions_that_ask_while_a_report_is_simulated_start_no_second_child(tiny_bundle, fresh_cache, monkeypatch):
+    """The server calls warm after every completion that found no report; one child per (model, hardware) at a time."""
+    import threading
+
+    started, release = [], threading.Event()
+    real = wafer_bridge._simulate_aside
+
+    def slow(*args):
+        started.append(args)
+        release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(wafer_bridge, "_simulate_aside", slow)
+    for _ in range(5):  # five completions while the first child runs
+        wafer_bridge.warm(tiny_bundle, "wse3")
+    release.set()
+    _wait_for_report((str(tiny_bundle), "wse3"))
+    wafer_bridge.warm(tiny_bundle, "wse3")  # cached now: nothing to start
+    assert len(started) == 1 and not wafer_bridge._warming

@@ -143,7 +143,6 @@ def test_speculation_speeds_up_the_vendor_70b_case_within_the_textbook_bound():
     assert s.speedup > e / (c * 4 + 5)  # and above a verify of k + 1 whole decode steps
 
 
-
 def test_explore_places_the_draft_once_for_every_k(monkeypatch):
     """The draft's placement depends on neither the target nor k: explore's best-k search places it once (it was
     placed twice per k, half of a speculative point's time), and finds the same speed as placing it every time."""
